@@ -1,0 +1,48 @@
+"""Orchestra runs multi-stage AI workflows written as Graphviz DOT files.
+
+The pipeline language lives here: :func:`parse_dot` reads DOT into a frozen :class:`Graph`,
+:func:`apply_transforms` expands ``$goal`` and applies the model stylesheet, and
+:func:`validate` lints the result. :func:`prepare_pipeline` does all three.
+"""
+
+from orchestra import errors as errors
+from orchestra.attributes import Duration as Duration
+from orchestra.conditions import evaluate_condition as evaluate_condition
+from orchestra.conditions import parse_condition as parse_condition
+from orchestra.dot import parse_dot as parse_dot
+from orchestra.graph import Edge as Edge
+from orchestra.graph import Graph as Graph
+from orchestra.graph import Node as Node
+from orchestra.graph import SourceLocation as SourceLocation
+from orchestra.pipeline import prepare_pipeline as prepare_pipeline
+from orchestra.transforms import Transform as Transform
+from orchestra.transforms import apply_transforms as apply_transforms
+from orchestra.validation import Diagnostic as Diagnostic
+from orchestra.validation import LintRule as LintRule
+from orchestra.validation import Severity as Severity
+from orchestra.validation import lint_rule as lint_rule
+from orchestra.validation import validate as validate
+from orchestra.validation import validate_or_raise as validate_or_raise
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Diagnostic",
+    "Duration",
+    "Edge",
+    "Graph",
+    "LintRule",
+    "Node",
+    "Severity",
+    "SourceLocation",
+    "Transform",
+    "apply_transforms",
+    "errors",
+    "evaluate_condition",
+    "lint_rule",
+    "parse_condition",
+    "parse_dot",
+    "prepare_pipeline",
+    "validate",
+    "validate_or_raise",
+]

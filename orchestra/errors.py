@@ -1,0 +1,122 @@
+"""Every error Orchestra raises, in one tree.
+
+Catch :class:`OrchestraError` to handle them all. Each class also inherits the builtin
+a caller would naturally catch, so ``except ValueError`` still works for bad input::
+
+    OrchestraError
+    ├── PipelineFileError (OSError)        a DOT file that cannot be read
+    ├── DotSyntaxError (ValueError)        DOT text outside the Attractor subset, with line:col
+    │   └── AttributeValueError            a known attribute with a value of the wrong type
+    ├── ConditionSyntaxError (ValueError)  an edge condition that does not parse, with column
+    ├── StylesheetSyntaxError (ValueError) a model_stylesheet that does not parse, with line:col
+    └── ValidationError (ValueError)       a graph with error-severity diagnostics
+
+Every error renders as one line a person can act on, naming the file, line and column
+(or the node) it concerns; ``str(err)`` is that line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestra.validation import Diagnostic
+
+__all__ = [
+    "AttributeValueError",
+    "ConditionSyntaxError",
+    "DotSyntaxError",
+    "OrchestraError",
+    "PipelineFileError",
+    "StylesheetSyntaxError",
+    "ValidationError",
+]
+
+
+class OrchestraError(Exception):
+    """Base class of every error Orchestra raises on purpose."""
+
+
+class PipelineFileError(OrchestraError, OSError):
+    """A pipeline file that does not exist, is not a file, or cannot be read as text."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class DotSyntaxError(OrchestraError, ValueError):
+    """DOT text that is malformed or outside the Attractor subset.
+
+    ``line`` and ``column`` are 1-based; ``expected`` says what would have been valid.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        source_line: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.source_line = source_line
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = self.file or "<string>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.message}"
+
+    def excerpt(self) -> str:
+        """The offending source line with a caret under the column, or '' if unknown."""
+        if self.source_line is None or self.column is None:
+            return ""
+        line = self.source_line.expandtabs(1).rstrip("\n")
+        return f"    {line}\n    {' ' * (self.column - 1)}^"
+
+
+class AttributeValueError(DotSyntaxError):
+    """A known attribute whose value does not have the type the spec gives it."""
+
+
+class ConditionSyntaxError(OrchestraError, ValueError):
+    """An edge condition that does not parse; ``column`` is 1-based within the condition."""
+
+    def __init__(self, message: str, *, condition: str, column: int) -> None:
+        self.message = message
+        self.condition = condition
+        self.column = column
+        super().__init__(f"column {column}: {message}")
+
+
+class StylesheetSyntaxError(OrchestraError, ValueError):
+    """A model stylesheet that does not parse; ``line``/``column`` are within the stylesheet."""
+
+    def __init__(self, message: str, *, line: int, column: int) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(f"line {line}, column {column}: {message}")
+
+
+class ValidationError(OrchestraError, ValueError):
+    """A graph that has error-severity diagnostics and must not run."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic], *, file: str | None = None) -> None:
+        self.diagnostics = tuple(diagnostics)
+        self.file = file
+        errors = [d for d in self.diagnostics if d.severity.name == "ERROR"]
+        where = file or "<string>"
+        lines = [f"{where}: {len(errors)} error(s):"]
+        lines += [f"  {d.render(file)}" for d in errors]
+        super().__init__("\n".join(lines))

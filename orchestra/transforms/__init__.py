@@ -1,0 +1,64 @@
+"""Transforms (spec §9.1-9.3): functions ``Graph -> Graph`` run between parsing and validation.
+
+The built-in ones run first (``$goal`` expansion, then the model stylesheet), then custom
+transforms in the order they were given. A transform returns a new graph; ``Graph`` is frozen,
+so the input cannot be changed in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
+
+from orchestra.graph import Graph
+from orchestra.transforms.stylesheet import StylesheetTransform, apply_stylesheet
+
+__all__ = [
+    "BUILT_IN_TRANSFORMS",
+    "GoalExpansionTransform",
+    "StylesheetTransform",
+    "Transform",
+    "apply_stylesheet",
+    "apply_transforms",
+    "expand_goal",
+]
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """Anything with ``apply(graph) -> Graph``; a plain callable works too."""
+
+    def apply(self, graph: Graph) -> Graph: ...
+
+
+TransformLike = Transform | Callable[[Graph], Graph]
+
+
+def expand_goal(graph: Graph) -> Graph:
+    """Replace ``$goal`` in every node's ``prompt`` with the graph's ``goal`` (§9.2)."""
+    goal = graph.goal
+    changed = {
+        node.id: node.evolve(attrs={**node.attrs, "prompt": node.prompt.replace("$goal", goal)})
+        for node in graph.nodes.values()
+        if "$goal" in node.prompt
+    }
+    if not changed:
+        return graph
+    return graph.evolve(nodes={**graph.nodes, **changed})
+
+
+class GoalExpansionTransform:
+    name = "goal_expansion"
+
+    def apply(self, graph: Graph) -> Graph:
+        return expand_goal(graph)
+
+
+BUILT_IN_TRANSFORMS: tuple[Transform, ...] = (GoalExpansionTransform(), StylesheetTransform())
+
+
+def apply_transforms(graph: Graph, custom: Iterable[TransformLike] = ()) -> Graph:
+    """The built-in transforms, then ``custom`` in order."""
+    for transform in (*BUILT_IN_TRANSFORMS, *custom):
+        graph = transform.apply(graph) if isinstance(transform, Transform) else transform(graph)
+    return graph
