@@ -9,7 +9,10 @@ a caller would naturally catch, so ``except ValueError`` still works for bad inp
     │   └── AttributeValueError            a known attribute with a value of the wrong type
     ├── ConditionSyntaxError (ValueError)  an edge condition that does not parse, with column
     ├── StylesheetSyntaxError (ValueError) a model_stylesheet that does not parse, with line:col
-    └── ValidationError (ValueError)       a graph with error-severity diagnostics
+    ├── TransformError (TypeError)         a custom transform that did not return a Graph
+    ├── ValidationError (ValueError)       a graph with error-severity diagnostics
+    └── StoreError (OSError)               durable state that cannot be read or written
+        └── ContextNotFound (LookupError)  a session or turn id the store does not have
 
 Every error renders as one line a person can act on, naming the file, line and column
 (or the node) it concerns; ``str(err)`` is that line.
@@ -26,10 +29,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AttributeValueError",
     "ConditionSyntaxError",
+    "ContextNotFound",
     "DotSyntaxError",
     "OrchestraError",
     "PipelineFileError",
+    "StoreError",
     "StylesheetSyntaxError",
+    "TransformError",
     "ValidationError",
 ]
 
@@ -109,6 +115,10 @@ class StylesheetSyntaxError(OrchestraError, ValueError):
         super().__init__(f"line {line}, column {column}: {message}")
 
 
+class TransformError(OrchestraError, TypeError):
+    """A custom transform that returned something other than a ``Graph``."""
+
+
 class ValidationError(OrchestraError, ValueError):
     """A graph that has error-severity diagnostics and must not run."""
 
@@ -120,3 +130,11 @@ class ValidationError(OrchestraError, ValueError):
         lines = [f"{where}: {len(errors)} error(s):"]
         lines += [f"  {d.render(file)}" for d in errors]
         super().__init__("\n".join(lines))
+
+
+class StoreError(OrchestraError, OSError):
+    """The state store cannot be opened, read or written; the message says which and why."""
+
+
+class ContextNotFound(StoreError, LookupError):
+    """A context (session) or turn id that the store does not hold."""

@@ -18,6 +18,7 @@ from orchestra.validation import Diagnostic, Severity, validate
 EXIT_OK = 0
 EXIT_INVALID = 2
 
+_LLM_HANDLERS = ("codergen",)
 _COLOURS = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "blue"}
 
 
@@ -47,7 +48,7 @@ def compile_command(file: Path, as_json: bool, show: bool) -> None:
     try:
         parsed = parse_dot(file)
     except (PipelineFileError, DotSyntaxError) as err:
-        _report_unreadable(err, name, as_json)
+        _report_unreadable(err, name, as_json, show)
         sys.exit(EXIT_INVALID)
     graph = apply_transforms(parsed)
     diagnostics = validate(graph)
@@ -66,7 +67,9 @@ def compile_command(file: Path, as_json: bool, show: bool) -> None:
     sys.exit(EXIT_INVALID if errors else EXIT_OK)
 
 
-def _report_unreadable(err: PipelineFileError | DotSyntaxError, name: str, as_json: bool) -> None:
+def _report_unreadable(
+    err: PipelineFileError | DotSyntaxError, name: str, as_json: bool, show: bool
+) -> None:
     line = getattr(err, "line", None)
     column = getattr(err, "column", None)
     rule = "syntax" if isinstance(err, DotSyntaxError) else "file"
@@ -83,7 +86,9 @@ def _report_unreadable(err: PipelineFileError | DotSyntaxError, name: str, as_js
             "edge": None,
             "fix": None,
         }
-        click.echo(json.dumps([record], indent=2))
+        # The same shape as for a file that parses, so a consumer reads one schema.
+        payload: Any = {"graph": None, "diagnostics": [record]} if show else [record]
+        click.echo(json.dumps(payload, indent=2))
         return
     severity = click.style("error", fg="red", bold=True)
     click.echo(f"{_located(name, line, column)}: {severity} {rule}: {message}")
@@ -165,6 +170,8 @@ def _graph_json(parsed: Graph, graph: Graph) -> dict[str, Any]:
                 "label": e.label or None,
                 "condition": e.condition or None,
                 "weight": e.weight,
+                "max_visits": e.max_visits,
+                "loop_restart": e.loop_restart,
                 "line": e.location.line if e.location else None,
             }
             for e in graph.edges
@@ -182,14 +189,15 @@ def _print_graph(parsed: Graph, graph: Graph, name: str) -> None:
         f"default retries: {data['default_max_retries']}"
     )
     headers = ["node", "handler", "model", "provider", "effort", "retries", "goal gate", "timeout"]
+    # Model settings matter only where an LLM is called; retries not at start and exit.
     rows = [
         [
             n["id"],
             n["handler"],
-            n["model"] or "-",
-            n["provider"] or "-",
-            n["reasoning_effort"] if n["handler"] == "codergen" else "-",
-            str(n["max_retries"]),
+            (n["model"] or "(default)") if n["handler"] in _LLM_HANDLERS else "-",
+            (n["provider"] or "(auto)") if n["handler"] in _LLM_HANDLERS else "-",
+            n["reasoning_effort"] if n["handler"] in _LLM_HANDLERS else "-",
+            "-" if n["handler"] in ("start", "exit") else str(n["max_retries"]),
             f"yes -> {n['retry_target']}"
             if n["goal_gate"] and n["retry_target"]
             else "yes"
@@ -207,6 +215,10 @@ def _print_graph(parsed: Graph, graph: Graph, name: str) -> None:
         details = [f"{k}={edge[k]!s}" for k in ("label", "condition") if edge[k]]
         if edge["weight"]:
             details.append(f"weight={edge['weight']}")
+        if edge["max_visits"] is not None:
+            details.append(f"max_visits={edge['max_visits']}")
+        if edge["loop_restart"]:
+            details.append("loop_restart")
         suffix = f"  [{', '.join(details)}]" if details else ""
         click.echo(f"  {edge['source']} -> {edge['target']}{suffix}")
     click.echo()

@@ -11,10 +11,11 @@ labels become node classes (§2.10).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ def read_pipeline_text(path: str | os.PathLike[str]) -> str:
         raise PipelineFileError(name, "is a directory, not a DOT file") from None
     except OSError as err:
         raise PipelineFileError(name, f"cannot be read: {err.strerror or err}") from None
+    except ValueError:
+        # the OS cannot take a name with a NUL in it; pathlib says so with a ValueError
+        raise PipelineFileError(name, "is not a valid path: it contains a NUL character") from None
     if b"\x00" in data:
         raise PipelineFileError(name, "is a binary file, not DOT text")
     try:
@@ -92,7 +96,7 @@ def _pydot_parse(checked: CheckedSource, src: SourceText) -> Any:
     import pyparsing
 
     try:
-        with _PYDOT_LOCK:
+        with _PYDOT_LOCK, _memoised(checked.subgraph_nesting >= 2):
             graphs = pydot.dot_parser.GraphParser.parser.parse_string(
                 checked.normalised, parse_all=True
             )
@@ -105,6 +109,28 @@ def _pydot_parse(checked: CheckedSource, src: SourceText) -> Any:
     except RecursionError:
         raise DotSyntaxError("pipeline is nested too deeply to parse", file=src.file) from None
     return graphs[0]
+
+
+@contextlib.contextmanager
+def _memoised(wanted: bool) -> Iterator[None]:
+    """pyparsing's packrat memo, on for the duration if ``wanted`` and not already on.
+
+    pydot's grammar reads every subgraph statement first as an edge endpoint and, when no
+    '->' follows, again as a subgraph, so each level of nesting doubles the work: twenty
+    nested subgraphs would take about an hour. The memo makes it linear, but it also makes flat
+    pipelines (nearly all of them) about twice as slow, so only nested ones use it.
+    """
+    import pyparsing
+
+    element = pyparsing.ParserElement
+    switch = wanted and not element._packratEnabled and not element._left_recursion_enabled
+    if switch:
+        element.enable_packrat(None)
+    try:
+        yield
+    finally:
+        if switch:
+            element.disable_memoization()
 
 
 def _unquote(raw: str | None) -> str:
@@ -164,7 +190,6 @@ class _GraphBuilder:
         return SourceLocation(line=line, column=column, file=self.src.file)
 
     def build(self, dot: Any) -> Graph:
-        self.graph_attrs.update(_typed(dot.obj_dict["attributes"], GRAPH_ATTRIBUTES))
         self.walk(dot.obj_dict, _Scope({}, {}, ()), top=True)
         nodes: dict[str, Node] = {}
         for node_id, node_attrs in self.node_attrs.items():
@@ -231,7 +256,7 @@ class _GraphBuilder:
             self.graph_attrs.update(_typed(attributes, GRAPH_ATTRIBUTES))
 
     def subgraph(self, obj: Mapping[str, Any], scope: _Scope) -> None:
-        attributes = _typed(obj["attributes"], GRAPH_ATTRIBUTES)
+        attributes: dict[str, Value] = {}
         for entry in obj["nodes"].get("graph", []):
             attributes.update(_typed(entry["attributes"], GRAPH_ATTRIBUTES))
         label = str(attributes.get("label", ""))

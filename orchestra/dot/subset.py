@@ -28,13 +28,14 @@ from orchestra.attributes import (
 from orchestra.dot.lexer import Kind, SourceText, Token, tokenize
 from orchestra.errors import AttributeValueError
 
-__all__ = ["CheckedSource", "check_subset", "unescape"]
+__all__ = ["MAX_SUBGRAPH_NESTING", "CheckedSource", "check_subset", "unescape"]
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEYWORDS = frozenset({"strict", "graph", "digraph", "subgraph", "node", "edge"})
-_MAX_DEPTH = 64
-_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "\n": ""}
-_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+#: subgraphs inside subgraphs; pydot recurses about 40 frames per level, and Python allows 1000
+MAX_SUBGRAPH_NESTING = 16
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "\n": "", "\r\n": ""}
+_ESCAPE = re.compile(r"\\(\r\n|.)", re.DOTALL)
 
 
 def unescape(quoted: str) -> str:
@@ -44,6 +45,14 @@ def unescape(quoted: str) -> str:
     if "\\" not in body:
         return body
     return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)
+
+
+def _requote(quoted: str) -> str:
+    """A double-quoted string with the same value, for pydot: no backslash is left before
+    a line break, where pydot would drop both as a line continuation even when the backslash
+    is itself escaped (``"a\\\\`` + newline + ``b"`` must keep its newline)."""
+    value = unescape(quoted)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 @attrs.frozen
@@ -60,6 +69,8 @@ class CheckedSource:
     edge_offsets: list[tuple[str, str, int]]
     #: graph attribute key -> offset of its last top-level assignment
     graph_attr_offsets: Mapping[str, int]
+    #: how deep subgraphs nest: 0 without subgraphs, 1 for subgraphs in the graph body
+    subgraph_nesting: int
 
 
 class _Checker:
@@ -74,6 +85,7 @@ class _Checker:
         self.edges: list[tuple[str, str, int]] = []
         self.graph_attrs: dict[str, int] = {}
         self.depth = 0
+        self.deepest = 1
 
     # token helpers ---------------------------------------------------------------------
 
@@ -88,6 +100,17 @@ class _Checker:
         self.out.append(token.text if text is None else text)
         self.source_offsets.append(token.offset)
         self.i += 1
+
+    def insert(self, text: str, offset: int) -> None:
+        """Emit ``text`` that is not in the source, as if written at ``offset``."""
+        self.out.append(text)
+        self.source_offsets.append(offset)
+
+    def emit_name(self) -> None:
+        """Emit a name or attribute key. A bare one is quoted: pydot's identifiers stop at
+        '-' and ':' (it would read ``a:b`` as a port), where the subset's words do not."""
+        token = self.tok
+        self.emit(token, f'"{token.text}"' if token.kind is Kind.WORD else _requote(token.text))
 
     def is_punct(self, text: str, token: Token | None = None) -> bool:
         token = token or self.tok
@@ -122,7 +145,7 @@ class _Checker:
             raise self.fail(f"expected 'digraph' to start the pipeline, found {tok.describe()}")
         self.emit(tok)
         if self.tok.kind in (Kind.WORD, Kind.STRING) and not self.is_keyword("subgraph"):
-            self.emit(self.tok)
+            self.emit_name()
         self.expect_punct("{", "to open the graph body")
         self.statements(depth=1)
         self.expect_punct("}", "to close the graph body")
@@ -144,12 +167,12 @@ class _Checker:
             node_offsets=nodes,
             edge_offsets=self.edges,
             graph_attr_offsets=self.graph_attrs,
+            subgraph_nesting=self.deepest - 1,
         )
 
     def statements(self, depth: int) -> None:
-        if depth > _MAX_DEPTH:
-            raise self.fail(f"subgraphs nested more than {_MAX_DEPTH} deep")
         self.depth = depth
+        self.deepest = max(self.deepest, depth)
         while not self.is_punct("}") and self.tok.kind is not Kind.EOF:
             self.statement(depth)
             if self.is_punct(";"):
@@ -159,6 +182,14 @@ class _Checker:
 
     def statement(self, depth: int) -> None:
         tok = self.tok
+        after = self.peek()
+        if (
+            tok.kind is Kind.WORD
+            and tok.text.lower() in _KEYWORDS
+            and (self.is_punct("->", after) or after.kind is Kind.UNDIRECTED)
+        ):
+            # without this, 'node -> b' would be read as a 'node [...]' block missing its '['
+            raise self.fail(f"'{tok.text}' is a DOT keyword and cannot be a node id")
         if self.is_keyword("graph"):
             self.emit(tok)
             self.attr_blocks(GRAPH_ATTRIBUTES, "graph", required=True)
@@ -167,9 +198,11 @@ class _Checker:
             scope = NODE_ATTRIBUTES if tok.text.lower() == "node" else EDGE_ATTRIBUTES
             self.attr_blocks(scope, tok.text.lower(), required=True)
         elif self.is_keyword("subgraph"):
+            if depth > MAX_SUBGRAPH_NESTING:
+                raise self.fail(f"subgraphs nested more than {MAX_SUBGRAPH_NESTING} deep")
             self.emit(tok)
             if self.tok.kind in (Kind.WORD, Kind.STRING):
-                self.emit(self.tok)
+                self.emit_name()
             self.expect_punct("{", "to open the subgraph body")
             self.statements(depth + 1)
             self.depth = depth
@@ -177,7 +210,11 @@ class _Checker:
         elif self.is_punct("{"):
             raise self.fail("an anonymous block '{ ... }' needs the 'subgraph' keyword")
         elif tok.kind in (Kind.WORD, Kind.STRING) and self.is_punct("=", self.peek()):
+            # pydot keeps 'key = value' apart from 'graph [...]' blocks and so loses which
+            # came last; written as a block, the later one wins, as in Graphviz
+            self.insert("graph [", tok.offset)
             self.attribute(GRAPH_ATTRIBUTES, "graph")
+            self.insert("]", tok.offset)
         elif tok.kind in (Kind.WORD, Kind.STRING):
             self.node_or_edge()
         else:
@@ -237,7 +274,8 @@ class _Checker:
                     raise self.fail("expected ']' to close the attribute list")
                 self.attribute(schema, owner)
                 if self.is_punct(",") or self.is_punct(";"):
-                    self.emit(self.tok)
+                    # DOT allows either between attributes; pydot reads only ','
+                    self.emit(self.tok, ",")
             self.emit(self.tok)
 
     def attribute(self, schema: Mapping[str, AttrType], owner: str) -> None:
@@ -248,7 +286,7 @@ class _Checker:
             key = key_tok.text
         else:
             raise self.fail(f"expected an attribute name, found {key_tok.describe()}")
-        self.emit(key_tok)
+        self.emit_name()
         if not self.is_punct("="):
             raise self.fail(f"expected '=' after attribute '{key}', found {self.tok.describe()}")
         self.emit(self.tok)
@@ -258,7 +296,7 @@ class _Checker:
             self.emit(value_tok, f'"{value}"')
         elif value_tok.kind is Kind.STRING:
             value = unescape(value_tok.text)
-            self.emit(value_tok)
+            self.emit(value_tok, _requote(value_tok.text))
             while self.is_punct("+"):
                 self.emit(self.tok)
                 if self.tok.kind is not Kind.STRING:
@@ -266,7 +304,7 @@ class _Checker:
                         f"expected a quoted string after '+', found {self.tok.describe()}"
                     )
                 value += unescape(self.tok.text)
-                self.emit(self.tok)
+                self.emit(self.tok, _requote(self.tok.text))
         else:
             raise self.fail(f"expected a value for '{key}', found {value_tok.describe()}")
         if owner == "graph" and self.depth == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
+from orchestra.errors import TransformError
 from orchestra.graph import Graph
 from orchestra.transforms.stylesheet import StylesheetTransform, apply_stylesheet
 
@@ -60,5 +61,14 @@ BUILT_IN_TRANSFORMS: tuple[Transform, ...] = (GoalExpansionTransform(), Styleshe
 def apply_transforms(graph: Graph, custom: Iterable[TransformLike] = ()) -> Graph:
     """The built-in transforms, then ``custom`` in order."""
     for transform in (*BUILT_IN_TRANSFORMS, *custom):
-        graph = transform.apply(graph) if isinstance(transform, Transform) else transform(graph)
+        result = transform.apply(graph) if isinstance(transform, Transform) else transform(graph)
+        if not isinstance(result, Graph):
+            name = getattr(transform, "name", None) or getattr(
+                transform, "__name__", type(transform).__name__
+            )
+            raise TransformError(
+                f"transform {name!r} returned {type(result).__name__}, not a Graph; "
+                "a transform must return the (new) graph"
+            )
+        graph = result
     return graph

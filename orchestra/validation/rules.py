@@ -7,6 +7,7 @@ function becomes one with :func:`lint_rule`.
 from __future__ import annotations
 
 import difflib
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
@@ -211,16 +212,53 @@ def _stylesheet_syntax(graph: Graph) -> Iterable[Diagnostic]:
     try:
         parse_stylesheet(graph.model_stylesheet)
     except StylesheetSyntaxError as err:
-        base = graph.attr_locations.get("model_stylesheet")
-        location = None
-        if base is not None:
-            location = SourceLocation(base.line + err.line - 1, err.column, base.file)
         yield Diagnostic(
             "stylesheet_syntax",
             ERROR,
             f"model_stylesheet line {err.line}, column {err.column}: {err.message}",
-            location=location,
+            location=_stylesheet_location(graph, err.line, err.column),
         )
+
+
+_STYLESHEET_VALUE = re.compile(r'"?model_stylesheet"?\s*=\s*"')
+_STRING_CONCATENATION = re.compile(r'\s*\+\s*"')
+_DECODED_WIDTH = {'"': 1, "\\": 1, "n": 1, "t": 1, "\n": 0}
+
+
+def _stylesheet_location(graph: Graph, line: int, column: int) -> SourceLocation | None:
+    """Where in the DOT source the stylesheet's ``line``/``column`` was written.
+
+    The stylesheet is a decoded DOT string: it may start on the key's line or a later one,
+    ``\\n`` escapes add lines that the source does not have, and ``"a" + "b"`` joins pieces.
+    So walk the quoted source text, decoding as the parser does, to the error's offset.
+    """
+    base = graph.attr_locations.get("model_stylesheet")
+    source = graph.source
+    if base is None or source is None:
+        return base
+    source_lines = source.split("\n")
+    key_offset = sum(len(text) + 1 for text in source_lines[: base.line - 1]) + base.column - 1
+    opening = _STYLESHEET_VALUE.match(source, key_offset)
+    if opening is None:
+        return base
+    sheet_lines = graph.model_stylesheet.split("\n")
+    target = sum(len(text) + 1 for text in sheet_lines[: line - 1]) + column - 1
+    pos, decoded = opening.end(), 0
+    while decoded < target and pos < len(source):
+        char = source[pos]
+        if char == "\\" and pos + 1 < len(source):
+            decoded += _DECODED_WIDTH.get(source[pos + 1], 2)
+            pos += 2
+        elif char == '"':
+            joined = _STRING_CONCATENATION.match(source, pos + 1)
+            if joined is None:
+                break
+            pos = joined.end()
+        else:
+            decoded += 1
+            pos += 1
+    line_start = source.rfind("\n", 0, pos) + 1
+    return SourceLocation(source.count("\n", 0, pos) + 1, pos - line_start + 1, base.file)
 
 
 def type_known_rule(known: frozenset[str]) -> LintRule:
@@ -329,6 +367,61 @@ def _prompt_on_llm_nodes(graph: Graph) -> Iterable[Diagnostic]:
             )
 
 
+_ALL_SCOPES: Mapping[str, Mapping[str, AttrType]] = {
+    "graph": GRAPH_ATTRIBUTES,
+    "node": NODE_ATTRIBUTES,
+    "edge": EDGE_ATTRIBUTES,
+}
+
+
+def _unknown_attribute(
+    scope: str, schema: Mapping[str, AttrType], key: str
+) -> tuple[str, str, str, str | None]:
+    """A key this scope does not know: a typo of one it does, one that belongs elsewhere,
+    or simply unknown (kept for handlers)."""
+    close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.75)
+    if close:
+        return (
+            "attribute_typo",
+            key,
+            f"{scope} has attribute '{key}', a likely typo",
+            f"did you mean '{close[0]}'?",
+        )
+    for other, other_schema in _ALL_SCOPES.items():
+        if other_schema is not schema and key in other_schema:
+            return (
+                "attribute_unknown",
+                key,
+                f"{scope} has attribute '{key}', which is {_article(other)} attribute and has no "
+                "effect here",
+                f"move '{key}' to the {other} it is meant for",
+            )
+    for other_schema in _ALL_SCOPES.values():
+        close = difflib.get_close_matches(key, list(other_schema), n=1, cutoff=0.75)
+        if close:
+            return (
+                "attribute_typo",
+                key,
+                f"{scope} has attribute '{key}', a likely typo",
+                f"did you mean '{close[0]}' ({_article(_scope_of(close[0]))} attribute)?",
+            )
+    return (
+        "attribute_unknown",
+        key,
+        f"{scope} has attribute '{key}', which Orchestra does not know; "
+        "it is kept for handlers to read",
+        None,
+    )
+
+
+def _article(scope: str) -> str:
+    return f"an {scope}" if scope[0] in "aeiou" else f"a {scope}"
+
+
+def _scope_of(key: str) -> str:
+    return next(name for name, schema in _ALL_SCOPES.items() if key in schema)
+
+
 def _attribute_checks(
     scope: str, schema: Mapping[str, AttrType], attributes: Mapping[str, object]
 ) -> Iterable[tuple[str, str, str, str | None]]:
@@ -344,22 +437,7 @@ def _attribute_checks(
                     None,
                 )
         elif key not in GRAPHVIZ_ATTRIBUTES:
-            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.75)
-            if close:
-                yield (
-                    "attribute_typo",
-                    key,
-                    f"{scope} has attribute '{key}', a likely typo",
-                    f"did you mean '{close[0]}'?",
-                )
-            else:
-                yield (
-                    "attribute_unknown",
-                    key,
-                    f"{scope} has attribute '{key}', which Orchestra does not know; "
-                    "it is kept for handlers to read",
-                    None,
-                )
+            yield _unknown_attribute(scope, schema, key)
 
 
 @lint_rule("attributes")
