@@ -46,7 +46,7 @@ def generate(nodes: int) -> str:
         for i in range(group, min(group + per_group, nodes)):
             lines.append(
                 f'        n{i} [label="Step {i}", prompt="Do step {i} of $goal",\n'
-                f'              max_retries=2, llm_provider=anthropic]  /* step {i} */'
+                f"              max_retries=2, llm_provider=anthropic]  /* step {i} */"
             )
         lines.append("    }")
     lines.append("    start -> n0")

@@ -1,8 +1,10 @@
 """Orchestra runs multi-stage AI workflows written as Graphviz DOT files.
 
-The pipeline language lives here: :func:`parse_dot` reads DOT into a frozen :class:`Graph`,
+The pipeline language: :func:`parse_dot` reads DOT into a frozen :class:`Graph`,
 :func:`apply_transforms` expands ``$goal`` and applies the model stylesheet, and
-:func:`validate` lints the result. :func:`prepare_pipeline` does all three.
+:func:`validate` lints the result (:func:`prepare_pipeline` does all three). Running:
+:meth:`Pipeline.load` prepares a pipeline, ``await pipeline.run()`` executes it as a durable
+session, and :func:`resume` continues one after a crash or interrupt.
 """
 
 from orchestra import errors as errors
@@ -10,11 +12,20 @@ from orchestra.attributes import Duration as Duration
 from orchestra.conditions import evaluate_condition as evaluate_condition
 from orchestra.conditions import parse_condition as parse_condition
 from orchestra.dot import parse_dot as parse_dot
+from orchestra.engine.context import Context as Context
+from orchestra.engine.runner import RunResult as RunResult
 from orchestra.graph import Edge as Edge
 from orchestra.graph import Graph as Graph
 from orchestra.graph import Node as Node
 from orchestra.graph import SourceLocation as SourceLocation
+from orchestra.handlers.base import Handler as Handler
+from orchestra.handlers.base import StageRun as StageRun
+from orchestra.handlers.base import TerminalError as TerminalError
+from orchestra.outcome import Outcome as Outcome
+from orchestra.outcome import StageStatus as StageStatus
+from orchestra.pipeline import Pipeline as Pipeline
 from orchestra.pipeline import prepare_pipeline as prepare_pipeline
+from orchestra.pipeline import resume as resume
 from orchestra.transforms import Transform as Transform
 from orchestra.transforms import apply_transforms as apply_transforms
 from orchestra.validation import Diagnostic as Diagnostic
@@ -27,14 +38,22 @@ from orchestra.validation import validate_or_raise as validate_or_raise
 __version__ = "0.1.0"
 
 __all__ = [
+    "Context",
     "Diagnostic",
     "Duration",
     "Edge",
     "Graph",
+    "Handler",
     "LintRule",
     "Node",
+    "Outcome",
+    "Pipeline",
+    "RunResult",
     "Severity",
     "SourceLocation",
+    "StageRun",
+    "StageStatus",
+    "TerminalError",
     "Transform",
     "apply_transforms",
     "errors",
@@ -43,6 +62,7 @@ __all__ = [
     "parse_condition",
     "parse_dot",
     "prepare_pipeline",
+    "resume",
     "validate",
     "validate_or_raise",
 ]

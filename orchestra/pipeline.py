@@ -1,16 +1,50 @@
-"""From DOT source to a graph ready to run: parse, transform, validate (spec §9.1)."""
+"""From DOT source to a finished run: parse, transform, validate (spec §9.1), then execute.
+
+``Pipeline.load`` prepares a graph and refuses one with validation errors; ``run`` executes
+it as a new session in the store; ``resume`` continues a session from its last checkpoint.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
 
+import anyio
+
+from orchestra.backends.base import CodergenBackend
+from orchestra.backends.simulation import SimulationBackend
 from orchestra.dot import parse_dot
+from orchestra.engine.runner import Runner, RunResult
+from orchestra.engine.session import SessionRecorder, SessionState, load_session
+from orchestra.errors import OrchestraError, ValidationError
+from orchestra.events import Event, EventBus
 from orchestra.graph import Graph
+from orchestra.handlers import HandlerRegistry, default_registry
+from orchestra.handlers.base import Handler
+from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
+from orchestra.store.base import Store, content_hash
+from orchestra.store.embedded import EmbeddedStore
 from orchestra.transforms import TransformLike, apply_transforms
-from orchestra.validation import Diagnostic, LintRule, validate
+from orchestra.validation import Diagnostic, LintRule, Severity, validate
 
-__all__ = ["prepare_pipeline"]
+__all__ = ["Pipeline", "ResumeRefused", "default_state_path", "prepare_pipeline", "resume"]
+
+EventCallback = Callable[[Event], Awaitable[None] | None]
+
+
+class ResumeRefused(OrchestraError, RuntimeError):
+    """A session that cannot be resumed as asked: finished, or its DOT file changed."""
+
+
+def default_state_path() -> Path:
+    """``.orchestra/state.db`` in the working directory."""
+    return Path(".orchestra") / "state.db"
+
+
+def default_logs_root(session_id: str) -> Path:
+    """``.orchestra/runs/SESSION`` in the working directory."""
+    return Path(".orchestra") / "runs" / session_id
 
 
 def prepare_pipeline(
@@ -25,3 +59,178 @@ def prepare_pipeline(
     read or parsed; lint findings, errors included, are returned for the caller to judge."""
     graph = apply_transforms(parse_dot(source), transforms)
     return graph, validate(graph, rules, handler_types=handler_types)
+
+
+class Pipeline:
+    """A validated graph and what it runs with; ``await pipeline.run()`` executes it."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        diagnostics: Iterable[Diagnostic] = (),
+        variables: Mapping[str, str] | None = None,
+        store: Store | None = None,
+        backend: CodergenBackend | None = None,
+        interviewer: Interviewer | None = None,
+        handlers: HandlerRegistry | None = None,
+        logs_root: str | os.PathLike[str] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.graph = graph
+        self.diagnostics = list(diagnostics)
+        self.variables = dict(variables or {})
+        self._store = store
+        self.backend = backend or SimulationBackend()
+        self.interviewer = interviewer or AutoApproveInterviewer()
+        self.handlers = handlers or default_registry()
+        self.logs_root = Path(logs_root) if logs_root is not None else None
+        self.sleep = sleep
+        self.bus = EventBus()
+        self.session_id: str | None = None
+
+    @classmethod
+    def load(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        variables: Mapping[str, str] | None = None,
+        store: Store | None = None,
+        backend: CodergenBackend | None = None,
+        interviewer: Interviewer | None = None,
+        handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
+        transforms: Iterable[TransformLike] = (),
+        rules: Iterable[LintRule] = (),
+        logs_root: str | os.PathLike[str] | None = None,
+    ) -> Pipeline:
+        """Parse, transform and validate ``source`` (a path or DOT text); raise
+        ``ValidationError`` if it has errors. ``handlers`` adds or replaces handler types."""
+        registry = handlers if isinstance(handlers, HandlerRegistry) else default_registry()
+        if handlers is not None and not isinstance(handlers, HandlerRegistry):
+            for type_string, handler in handlers.items():
+                registry.register(type_string, handler)
+        graph, diagnostics = prepare_pipeline(
+            source, transforms=transforms, rules=rules, handler_types=list(registry)
+        )
+        if any(d.severity is Severity.ERROR for d in diagnostics):
+            raise ValidationError(diagnostics, file=graph.path)
+        return cls(
+            graph,
+            diagnostics=diagnostics,
+            variables=variables,
+            store=store,
+            backend=backend,
+            interviewer=interviewer,
+            handlers=registry,
+            logs_root=logs_root,
+        )
+
+    async def _open_store(self) -> Store:
+        if self._store is None:
+            self._store = await EmbeddedStore.open(default_state_path())
+        return self._store
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event of the next ``run``, as an async iterator that ends with the run.
+        Call it before ``run`` starts (e.g. in a task group beside it)."""
+        return self.bus.events()
+
+    async def run(self, *, on_event: EventCallback | None = None) -> RunResult:
+        """Run the pipeline as a new session; returns when it ends."""
+        store = await self._open_store()
+        recorder = await SessionRecorder.start(
+            store,
+            pipeline=self.graph.name,
+            dot_path=str(Path(self.graph.path).resolve()) if self.graph.path else "",
+            dot_source=self.graph.source or "",
+            goal=self.graph.goal,
+            variables=self.variables,
+            logs_root=lambda session_id: str(
+                (self.logs_root or default_logs_root(session_id)).resolve()
+            ),
+        )
+        self.session_id = recorder.session_id
+        state = SessionState(session_id=recorder.session_id, variables=self.variables)
+        logs_root = self.logs_root or default_logs_root(recorder.session_id)
+        return await self._execute(recorder, state, logs_root, on_event)
+
+    async def _execute(
+        self,
+        recorder: SessionRecorder,
+        state: SessionState,
+        logs_root: Path,
+        on_event: EventCallback | None,
+    ) -> RunResult:
+        if on_event is not None:
+            self.bus.subscribe(on_event)  # for this run only
+        runner = Runner(
+            self.graph,
+            recorder=recorder,
+            state=state,
+            handlers=self.handlers,
+            backend=self.backend,
+            interviewer=self.interviewer,
+            logs_root=logs_root,
+            variables=self.variables,
+            emit=self.bus.emit,
+            sleep=self.sleep,
+        )
+        try:
+            return await runner.run()
+        finally:
+            if on_event is not None:
+                self.bus.unsubscribe(on_event)
+            self.bus.close()
+
+
+async def resume(
+    session_id: str,
+    *,
+    store: Store | None = None,
+    backend: CodergenBackend | None = None,
+    interviewer: Interviewer | None = None,
+    handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
+    force: bool = False,
+    on_event: EventCallback | None = None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> RunResult:
+    """Continue a crashed or interrupted session from its last checkpoint, in its own run
+    directory. Refuses a finished session, and one whose DOT file changed since it began
+    (unless ``force``); if the file is gone, the source recorded in the store is used."""
+    store = store or await EmbeddedStore.open(default_state_path())
+    state = await load_session(store, session_id)
+    if state.ended in ("success", "fail"):
+        raise ResumeRefused(
+            f"session {session_id} already finished ({state.ended}); nothing to resume"
+        )
+    source = await _resume_source(store, state, force)
+    pipeline = Pipeline.load(
+        source,
+        variables=state.variables,
+        store=store,
+        backend=backend,
+        interviewer=interviewer,
+        handlers=handlers,
+    )
+    pipeline.sleep = sleep
+    recorder = SessionRecorder(store, int(state.session_id))
+    pipeline.session_id = state.session_id
+    logs_root = Path(state.logs_root) if state.logs_root else default_logs_root(state.session_id)
+    if state.restarts:
+        logs_root = logs_root / f"restart-{state.restarts}"
+    return await pipeline._execute(recorder, state, logs_root, on_event)
+
+
+async def _resume_source(store: Store, state: SessionState, force: bool) -> str:
+    path = Path(state.dot_path) if state.dot_path else None
+    if path is not None and path.is_file():
+        current = path.read_bytes()
+        if content_hash(current).hex() == state.dot_hash or force:
+            return str(path)
+        raise ResumeRefused(
+            f"{path} changed since session {state.session_id} began; resuming could take "
+            "paths the recorded state does not match. Restore the file, or pass --force "
+            "to resume with the file as it is now"
+        )
+    recorded = await store.get_blob(state.dot_blob)
+    return recorded.decode("utf-8")

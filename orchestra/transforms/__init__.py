@@ -22,6 +22,7 @@ __all__ = [
     "apply_stylesheet",
     "apply_transforms",
     "expand_goal",
+    "goal_text",
 ]
 
 
@@ -35,9 +36,18 @@ class Transform(Protocol):
 TransformLike = Transform | Callable[[Graph], Graph]
 
 
+def goal_text(goal: str) -> str:
+    """The goal as it is put into a prompt: literal text, even if it holds ``{{`` or ``{%``
+    (prompts are rendered with Jinja2 later, and a goal is data, not template code)."""
+    if "{{" in goal or "{%" in goal or "{#" in goal:
+        return "{% raw %}" + goal.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}"
+                                          "{% raw %}") + "{% endraw %}"
+    return goal
+
+
 def expand_goal(graph: Graph) -> Graph:
     """Replace ``$goal`` in every node's ``prompt`` with the graph's ``goal`` (§9.2)."""
-    goal = graph.goal
+    goal = goal_text(graph.goal)
     changed = {
         node.id: node.evolve(attrs={**node.attrs, "prompt": node.prompt.replace("$goal", goal)})
         for node in graph.nodes.values()

@@ -1,0 +1,41 @@
+"""The ``simulation`` backend: no LLM, deterministic, scriptable per node.
+
+``sim_outcomes="fail,retry,success"`` on a node gives the outcome of each execution of that
+node in turn (the last one repeats), so retries, goal gates and failure routing can be
+exercised without a model. An entry may carry a preferred label: ``success:Approve``.
+"""
+
+from __future__ import annotations
+
+from orchestra.engine.context import Context
+from orchestra.graph import Node
+from orchestra.handlers.base import StageRun, TerminalError
+from orchestra.outcome import Outcome, StageStatus
+
+__all__ = ["SimulationBackend"]
+
+
+class SimulationBackend:
+    name = "simulation"
+
+    async def run(
+        self, node: Node, prompt: str, context: Context, stage: StageRun
+    ) -> str | Outcome:
+        script = str(node.attrs.get("sim_outcomes", "")).strip()
+        response = f"[Simulated] Response for stage: {node.id}"
+        if not script:
+            return response
+        entries = [entry.strip() for entry in script.split(",") if entry.strip()]
+        entry = entries[min(stage.execution, len(entries)) - 1]
+        status_text, _, label = entry.partition(":")
+        try:
+            status = StageStatus.parse(status_text)
+        except ValueError as err:
+            raise TerminalError(f"node '{node.id}' sim_outcomes: {err}") from None
+        return Outcome(
+            status=status,
+            preferred_label=label.strip(),
+            notes=f"simulated {status.value} (execution {stage.execution})",
+            failure_reason=f"simulated {status.value}" if not status.is_success else "",
+            context_updates={"last_stage": node.id, "last_response": response},
+        )

@@ -1,0 +1,540 @@
+"""The run loop (spec §3.2) with the decisions of DESIGN.md §4.
+
+One node runs at a time. After each node the outcome's context updates are applied, a
+checkpoint turn is made durable, and only then is the next edge taken; so a crash or Ctrl-C
+loses at most the node that was running, and a node that completed never runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+
+from orchestra.backends.base import CodergenBackend
+from orchestra.engine.context import Context
+from orchestra.engine.retry import policy_for
+from orchestra.engine.routing import select_edge
+from orchestra.engine.session import SessionRecorder, SessionState
+from orchestra.events import (
+    CheckpointSaved,
+    Event,
+    PipelineCompleted,
+    PipelineFailed,
+    PipelineStarted,
+    StageCompleted,
+    StageFailed,
+    StageRetrying,
+    StageStarted,
+)
+from orchestra.graph import Edge, Graph, Node
+from orchestra.handlers.base import BranchResult, StageRun, TerminalError
+from orchestra.handlers.registry import HandlerRegistry
+from orchestra.interviewer.base import Interviewer
+from orchestra.outcome import Outcome, StageStatus
+
+__all__ = ["RunResult", "Runner"]
+
+#: handler types whose outcome would not change on a second try
+_NO_RETRY = frozenset({"start", "exit", "conditional"})
+
+
+@attrs.frozen
+class RunResult:
+    session_id: str
+    status: str  # "success" | "fail"
+    completed_nodes: tuple[str, ...]
+    context: Mapping[str, Any]
+    logs_root: Path
+    failure_reason: str = ""
+    duration: float = 0.0
+    node_outcomes: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "success"
+
+
+class _RunEnded(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+class Runner:
+    """Runs one session of a graph to its end, from its start or from its last checkpoint."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        recorder: SessionRecorder,
+        state: SessionState,
+        handlers: HandlerRegistry,
+        backend: CodergenBackend,
+        interviewer: Interviewer,
+        logs_root: Path,
+        variables: Mapping[str, str],
+        emit: Callable[[Event], Awaitable[None]],
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.graph = graph
+        self.recorder = recorder
+        self.state = state
+        self.handlers = handlers
+        self.backend = backend
+        self.interviewer = interviewer
+        self.logs_root = logs_root
+        self._base_logs_root = logs_root.parent if state.restarts else logs_root
+        self.variables = dict(variables)
+        self.emit = emit
+        self.sleep = sleep
+        self.session_id = recorder.session_id
+        self.context = Context(state.context)
+        self._index = len(state.completed_nodes)
+        self._started = time.monotonic()
+        self._next_mirror = 0.0
+
+    # the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        resumed = self.state.next_node is not None
+        if not resumed:
+            self._initialise_context()
+        await self.emit(
+            PipelineStarted(
+                session_id=self.session_id,
+                pipeline=self.graph.name,
+                goal=self.graph.goal,
+                logs_root=str(self.logs_root),
+                resumed=resumed,
+            )
+        )
+        self._write_manifest()
+        try:
+            outcome = await self._traverse()
+        except BaseException:
+            # Everything up to the last checkpoint is durable; mark where it stopped if the
+            # store still takes writes, and let the cause through either way.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                self._write_checkpoint_file(force=True)
+                await self.recorder.ended("interrupted", "stopped before the run ended")
+            raise
+        return await self._finish(outcome)
+
+    def _initialise_context(self) -> None:
+        for key, value in self.graph.attrs.items():
+            self.context.set(
+                f"graph.{key}", value if isinstance(value, str | int | bool) else str(value)
+            )
+        self.context.apply_updates(self.variables)
+
+    async def _traverse(self) -> Outcome:
+        next_node = self.state.next_node
+        if next_node == "":
+            return self._ended_outcome()
+        node_id = next_node or self._start_id()
+        while True:
+            node = self.graph.nodes.get(node_id)
+            if node is None:
+                return Outcome.fail(f"the pipeline routes to '{node_id}', which is not a node")
+            handler_type = self.handlers.type_for(node, self.graph)
+            if handler_type == "exit":
+                unsatisfied = self._unsatisfied_gate()
+                if unsatisfied is not None:
+                    target = self._gate_retry_target(unsatisfied)
+                    if target is None:
+                        return Outcome.fail(
+                            f"goal gate '{unsatisfied.id}' is unsatisfied and has no retry_target"
+                        )
+                    node_id = target
+                    continue
+            outcome = await self._execute(node, handler_type, self.context)
+            if handler_type == "exit":
+                await self._checkpoint(node, outcome, next_node="")
+                return Outcome.success("pipeline completed")
+            edge, route = self._route(node, outcome, self.context)
+            if handler_type == "parallel" and outcome.status is not StageStatus.FAIL:
+                # The branches ran inside the handler; the run continues at their join.
+                edge, route = None, str(outcome.context_updates.get("parallel.join_node", ""))
+            if not route:
+                # No edge to take: a failure ends the run failed, anything else ends it (§3.2).
+                await self._checkpoint(node, outcome, next_node="")
+                if outcome.status is StageStatus.FAIL:
+                    return outcome
+                return Outcome.success("pipeline completed")
+            if edge is not None and edge.loop_restart:
+                await self._checkpoint(node, outcome, next_node=edge.target)
+                await self._restart(edge)
+                node_id = edge.target
+                continue
+            if edge is not None:
+                key = (edge.source, edge.target)
+                self.state.visits[key] = self.state.visits.get(key, 0) + 1
+            await self._checkpoint(
+                node, outcome, next_node=route, visited=(edge.source, edge.target) if edge else None
+            )
+            node_id = route
+
+    def _route(self, node: Node, outcome: Outcome, context: Context) -> tuple[Edge | None, str]:
+        """The edge to take and the next node id ('' to end the run)."""
+        edge = select_edge(self.graph.outgoing(node.id), outcome, context, self.state.visits)
+        if edge is not None:
+            return edge, edge.target
+        if outcome.status is StageStatus.FAIL:
+            for target in (node.retry_target, node.fallback_retry_target):
+                if target and target in self.graph.nodes:
+                    return None, target
+        return None, ""
+
+    def _ended_outcome(self) -> Outcome:
+        if self.state.ended == "fail":
+            return Outcome.fail(self.state.end_reason or "the run had failed")
+        last = self.state.current_node
+        recorded = self.state.node_outcomes.get(last, {})
+        if recorded.get("outcome") == "fail":
+            return Outcome.fail(str(recorded.get("failure_reason") or "failed"))
+        return Outcome.success("pipeline completed")
+
+    def _start_id(self) -> str:
+        start = self.graph.start_node
+        if start is None:
+            raise TerminalError("the pipeline has no single start node")
+        return start.id
+
+    # goal gates ---------------------------------------------------------------------------
+
+    def _unsatisfied_gate(self) -> Node | None:
+        for node_id, recorded in self.state.node_outcomes.items():
+            node = self.graph.nodes.get(node_id)
+            if node is None or not node.goal_gate:
+                continue
+            if recorded.get("outcome") not in ("success", "partial_success"):
+                return node
+        return None
+
+    def _gate_retry_target(self, node: Node) -> str | None:
+        for target in (
+            node.retry_target,
+            node.fallback_retry_target,
+            self.graph.retry_target,
+            self.graph.fallback_retry_target,
+        ):
+            if target and target in self.graph.nodes:
+                return target
+        return None
+
+    # executing a node -----------------------------------------------------------------------
+
+    async def _execute(
+        self, node: Node, handler_type: str, context: Context, branch: str | None = None
+    ) -> Outcome:
+        """Run a node with its retry policy; apply its outcome to ``context``."""
+        handler = self.handlers.resolve(node, self.graph)
+        policy = policy_for(node, self.graph)
+        attempts = 1 if handler_type in _NO_RETRY else policy.max_attempts
+        context.set("current_node", node.id)
+        stage_dir = self.logs_root / node.id
+        outcome = Outcome.fail("not run")
+        for attempt in range(1, attempts + 1):
+            execution = self.state.executions.get(node.id, 0) + 1
+            self.state.executions[node.id] = execution
+            await self.emit(
+                StageStarted(
+                    session_id=self.session_id,
+                    node_id=node.id,
+                    label=node.label,
+                    handler=handler_type,
+                    index=self._index,
+                    attempt=attempt,
+                    branch=branch,
+                )
+            )
+            began = time.monotonic()
+            stage = StageRun(
+                session_id=self.session_id,
+                logs_root=self.logs_root,
+                stage_dir=stage_dir,
+                attempt=attempt,
+                execution=execution,
+                variables=self.variables,
+                emit=self.emit,
+                interviewer=self.interviewer,
+                backend=self.backend,
+                run_branch=self._run_branch,
+                recorded=self.state.recorded.get(node.id, {}),
+                record=self._recorder_for(node.id),
+                branch=branch,
+                store=self.recorder.store,
+            )
+            terminal = False
+            result: Outcome | None
+            try:
+                with anyio.fail_after(node.timeout.seconds if node.timeout else None):
+                    result = await handler.execute(node, context, self.graph, stage)
+            except TimeoutError:
+                result = Outcome.fail(f"timed out after {node.timeout}")
+            except TerminalError as err:
+                result, terminal = Outcome.fail(str(err)), True
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as err:  # a handler's bug must not crash the run (§4.12)
+                result = Outcome.fail(f"{type(err).__name__}: {err}")
+            if result is None:
+                result = (
+                    Outcome.success("auto-status: handler completed without writing status")
+                    if node.auto_status
+                    else Outcome.fail(
+                        "the handler returned no outcome; set auto_status=true "
+                        "to treat that as success"
+                    )
+                )
+            outcome = result
+            duration = time.monotonic() - began
+            if outcome.status.is_success or outcome.status is StageStatus.SKIPPED:
+                await self.emit(
+                    StageCompleted(
+                        session_id=self.session_id,
+                        node_id=node.id,
+                        label=node.label,
+                        index=self._index,
+                        duration=duration,
+                        status=outcome.status.value,
+                        attempts=attempt,
+                        notes=outcome.notes,
+                        branch=branch,
+                    )
+                )
+                break
+            will_retry = attempt < attempts and not terminal
+            await self.emit(
+                StageFailed(
+                    session_id=self.session_id,
+                    node_id=node.id,
+                    label=node.label,
+                    index=self._index,
+                    duration=duration,
+                    error=outcome.failure_reason or outcome.status.value,
+                    will_retry=will_retry,
+                    attempts=attempt,
+                    branch=branch,
+                )
+            )
+            if not will_retry:
+                if outcome.status is StageStatus.RETRY:
+                    outcome = (
+                        Outcome(
+                            StageStatus.PARTIAL_SUCCESS,
+                            notes="retries exhausted, partial accepted",
+                            context_updates=outcome.context_updates,
+                        )
+                        if node.allow_partial
+                        else Outcome.fail(
+                            outcome.failure_reason or "max retries exceeded",
+                            context_updates=outcome.context_updates,
+                        )
+                    )
+                break
+            self.state.retries[node.id] = self.state.retries.get(node.id, 0) + 1
+            delay = policy.backoff.delay_for_attempt(attempt)
+            await self.emit(
+                StageRetrying(
+                    session_id=self.session_id,
+                    node_id=node.id,
+                    label=node.label,
+                    index=self._index,
+                    attempt=attempt + 1,
+                    delay=delay,
+                    reason=outcome.failure_reason,
+                    branch=branch,
+                )
+            )
+            await self.sleep(delay)
+        self._index += 1
+        if outcome.status.is_success:
+            self.state.retries[node.id] = 0  # §3.5: a success resets the node's counter
+        if handler_type not in ("start", "exit"):
+            outcome.write(stage_dir)  # Appendix C: the outcome the engine routes on
+        context.apply_updates(outcome.context_updates)
+        context.set("outcome", outcome.status.value)
+        context.set("preferred_label", outcome.preferred_label)
+        context.set(f"internal.retry_count.{node.id}", self.state.retries.get(node.id, 0))
+        return outcome
+
+    def _recorder_for(self, node_id: str) -> Callable[[str, Mapping[str, Any]], Awaitable[None]]:
+        async def record(kind: str, entries: Mapping[str, Any]) -> None:
+            await self.recorder.record(node_id, kind, entries)
+            self.state.recorded.setdefault(node_id, {}).setdefault(kind, {}).update(entries)
+
+        return record
+
+    async def _run_branch(self, node_id: str, context: Context, branch: str) -> BranchResult:
+        """Run one parallel branch from ``node_id`` on its own context until it reaches a
+        fan-in node or has nowhere to go. Its nodes are not checkpointed one by one: the
+        parallel handler records the branch's result when it ends."""
+        outcome = Outcome.success("empty branch")
+        current = node_id
+        completed: list[str] = []
+        while True:
+            node = self.graph.nodes.get(current)
+            if node is None:
+                reason = f"branch {branch} routes to '{current}', which is not a node"
+                return BranchResult(Outcome.fail(reason), tuple(completed))
+            handler_type = self.handlers.type_for(node, self.graph)
+            if handler_type in ("parallel.fan_in", "exit"):
+                break
+            outcome = await self._execute(node, handler_type, context, branch)
+            completed.append(node.id)
+            _, route = self._route(node, outcome, context)
+            if handler_type == "parallel" and outcome.status is not StageStatus.FAIL:
+                route = str(outcome.context_updates.get("parallel.join_node", ""))
+            if not route:
+                break
+            current = route
+        return BranchResult(outcome, tuple(completed))
+
+    # checkpoints ----------------------------------------------------------------------------
+
+    async def _checkpoint(
+        self,
+        node: Node,
+        outcome: Outcome,
+        *,
+        next_node: str,
+        visited: tuple[str, str] | None = None,
+    ) -> None:
+        self.state.completed_nodes.append(node.id)
+        self.state.node_outcomes[node.id] = outcome.to_json()
+        self.state.recorded.pop(node.id, None)
+        self.state.next_node = next_node
+        self.state.current_node = node.id
+        changes = self.context.take_changes()
+        self.state.context.update(changes)
+        turn = await self.recorder.checkpoint(
+            node_id=node.id,
+            status=outcome.status.value,
+            outcome=outcome.to_json(),
+            context_set=changes,
+            retries={node.id: self.state.retries.get(node.id, 0)},
+            visits={visited: self.state.visits[visited]} if visited else {},
+            executions={node.id: self.state.executions.get(node.id, 0)},
+            next_node=next_node,
+            restarts=self.state.restarts,
+        )
+        self.state.checkpoints.append((turn.turn_id, node.id, turn.created_at_ms))
+        self._write_checkpoint_file()
+        await self.emit(
+            CheckpointSaved(session_id=self.session_id, node_id=node.id, turn_id=turn.turn_id)
+        )
+
+    async def _restart(self, edge: Edge) -> None:
+        """DESIGN §4.7: same process, fresh context (graph.* and run variables kept), fresh
+        ``restart-N/`` logs directory."""
+        self.state.restarts += 1
+        keep = {k: v for k, v in self.context.as_mapping().items() if k.startswith("graph.")}
+        self.context = Context({**keep, **self.variables})
+        self.state.context = {}
+        self.state.completed_nodes.clear()
+        self.state.node_outcomes.clear()
+        self.state.retries.clear()
+        self.state.visits.clear()
+        self.logs_root = self._base_logs_root / f"restart-{self.state.restarts}"
+        self.logs_root.mkdir(parents=True, exist_ok=True)
+        changes = self.context.take_changes()
+        self.state.context.update(changes)
+        await self.recorder.checkpoint(
+            node_id=edge.source,
+            status="success",
+            outcome={},
+            context_set=changes,
+            retries={},
+            visits={},
+            executions={},
+            next_node=edge.target,
+            restarts=self.state.restarts,
+            reset=True,
+        )
+
+    def _write_manifest(self) -> None:
+        self.logs_root.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "name": self.graph.name,
+            "goal": self.graph.goal,
+            "start_time": self.state.started_ms / 1000 if self.state.started_ms else time.time(),
+            "session_id": self.session_id,
+            "dot_file": self.graph.path,
+            "variables": self.variables,
+        }
+        _write_json(self.logs_root / "manifest.json", manifest)
+
+    def _write_checkpoint_file(self, *, force: bool = False) -> None:
+        """Mirror the state to ``checkpoint.json``. The store is the source of truth (every
+        node is checkpointed there); the file costs time in proportion to the state, so on
+        long runs it is refreshed only once ten times its own write time has passed (always
+        at the end), keeping the mirror under a tenth of the run's time."""
+        now = time.monotonic()
+        if not force and now < self._next_mirror:
+            return
+        data = {
+            "timestamp": time.time(),
+            "current_node": self.state.current_node,
+            "completed_nodes": self.state.completed_nodes,
+            "node_retries": self.state.retries,
+            "context": self.context.as_mapping(),
+            "logs": self.context.logs,
+            "node_outcomes": self.state.node_outcomes,
+            "next_node": self.state.next_node,
+            "session_id": self.session_id,
+        }
+        _write_json(self.logs_root / "checkpoint.json", data)
+        self._next_mirror = now + 10 * (time.monotonic() - now)
+
+    async def _finish(self, outcome: Outcome) -> RunResult:
+        self._write_checkpoint_file(force=True)
+        duration = time.monotonic() - self._started
+        completed = tuple(self.state.completed_nodes)
+        status = "success" if outcome.status.is_success else "fail"
+        await self.recorder.ended(status, outcome.failure_reason)
+        if status == "success":
+            await self.emit(
+                PipelineCompleted(
+                    session_id=self.session_id,
+                    status=status,
+                    duration=duration,
+                    completed_nodes=completed,
+                    logs_root=str(self.logs_root),
+                )
+            )
+        else:
+            await self.emit(
+                PipelineFailed(
+                    session_id=self.session_id,
+                    status=status,
+                    error=outcome.failure_reason,
+                    duration=duration,
+                    completed_nodes=completed,
+                    logs_root=str(self.logs_root),
+                )
+            )
+        return RunResult(
+            session_id=self.session_id,
+            status=status,
+            completed_nodes=completed,
+            context=dict(self.context.as_mapping()),
+            logs_root=self.logs_root,
+            failure_reason=outcome.failure_reason,
+            duration=duration,
+            node_outcomes=dict(self.state.node_outcomes),
+        )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    temporary.replace(path)

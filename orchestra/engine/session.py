@@ -1,0 +1,329 @@
+"""A session as turns in a store: what the engine records, and the state read back from it.
+
+Every payload is a msgpack map with integer keys (CXDB's convention, so CXDB's UI can render
+it); ``SCHEMAS`` gives each turn type's fields in tag order (tag = position + 1) and must only
+ever grow at the end. The session's first turn also carries CXDB's context metadata under key
+30 (client tag, title, labels).
+
+A checkpoint records only what changed since the previous one (context keys written, new
+retry and visit counts), so the store grows with new content, not with run length times
+context size. Reading a session folds its checkpoints back into a ``SessionState``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from orchestra.errors import StoreError
+from orchestra.store.base import Store, TurnRecord, content_hash, pack
+
+__all__ = [
+    "SCHEMAS",
+    "SessionRecorder",
+    "SessionState",
+    "load_session",
+]
+
+SESSION_STARTED = "orchestra.SessionStarted"
+CHECKPOINT = "orchestra.Checkpoint"
+RECORDED = "orchestra.Recorded"
+SESSION_ENDED = "orchestra.SessionEnded"
+
+SCHEMAS: Mapping[str, tuple[str, ...]] = {
+    SESSION_STARTED: (
+        "pipeline",
+        "dot_path",
+        "dot_hash",
+        "dot_blob",
+        "variables",
+        "logs_root",
+        "goal",
+        "started_ms",
+        "pid",
+        "host",
+        "cwd",
+    ),
+    CHECKPOINT: (
+        "node_id",
+        "status",
+        "outcome",
+        "context_set",
+        "retries",
+        "visits",
+        "next_node",
+        "executions",
+        "restarts",
+        "reset",
+        "time_ms",
+    ),
+    RECORDED: ("node_id", "kind", "entries", "time_ms"),
+    SESSION_ENDED: ("status", "reason", "time_ms"),
+}
+_VERSION = 1
+_METADATA = 30
+
+
+def encode(
+    type_id: str, fields: Mapping[str, Any], extra: Mapping[int, Any] | None = None
+) -> bytes:
+    names = SCHEMAS[type_id]
+    unknown = set(fields) - set(names)
+    if unknown:
+        raise ValueError(f"{type_id} has no fields {sorted(unknown)}")
+    data: dict[int, Any] = {
+        tag: fields[name] for tag, name in enumerate(names, 1) if fields.get(name) is not None
+    }
+    data.update(extra or {})
+    return pack(data)
+
+
+def decode(turn: TurnRecord) -> dict[str, Any]:
+    names = SCHEMAS.get(turn.type_id)
+    if names is None:
+        return {}
+    raw = turn.decode()
+    if not isinstance(raw, dict):
+        raise StoreError(f"turn {turn.turn_id} ({turn.type_id}) is not a map")
+    return {name: raw.get(tag) for tag, name in enumerate(names, 1)}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _visit_key(source: str, target: str) -> str:
+    return f"{source}->{target}"
+
+
+@attrs.define
+class SessionState:
+    """A session as of its last turn: everything resume needs."""
+
+    session_id: str
+    pipeline: str = ""
+    dot_path: str = ""
+    dot_hash: str = ""
+    dot_blob: bytes = b""
+    goal: str = ""
+    variables: dict[str, str] = attrs.Factory(dict)
+    logs_root: str = ""
+    started_ms: int = 0
+    pid: int = 0
+    host: str = ""
+    context: dict[str, Any] = attrs.Factory(dict)
+    completed_nodes: list[str] = attrs.Factory(list)
+    node_outcomes: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    retries: dict[str, int] = attrs.Factory(dict)
+    visits: dict[tuple[str, str], int] = attrs.Factory(dict)
+    executions: dict[str, int] = attrs.Factory(dict)
+    restarts: int = 0
+    #: where to continue: None before the first checkpoint (the start node), "" at the end
+    next_node: str | None = None
+    current_node: str = ""
+    #: per node, what its handler recorded since that node's last checkpoint
+    recorded: dict[str, dict[str, dict[str, Any]]] = attrs.Factory(dict)
+    #: (turn id, node id, time) of every checkpoint, oldest first
+    checkpoints: list[tuple[int, str, int]] = attrs.Factory(list)
+    ended: str = ""
+    end_reason: str = ""
+    updated_ms: int = 0
+    head_turn_id: int = 0
+
+    def apply(self, turn: TurnRecord) -> None:
+        fields = decode(turn)
+        self.head_turn_id = turn.turn_id
+        self.updated_ms = turn.created_at_ms
+        if turn.type_id == SESSION_STARTED:
+            for name in ("pipeline", "dot_path", "dot_hash", "goal", "logs_root", "host"):
+                setattr(self, name, str(fields.get(name) or ""))
+            self.dot_blob = bytes(fields.get("dot_blob") or b"")
+            self.variables = dict(fields.get("variables") or {})
+            self.started_ms = int(fields.get("started_ms") or turn.created_at_ms)
+            self.pid = int(fields.get("pid") or 0)
+        elif turn.type_id == CHECKPOINT:
+            self._apply_checkpoint(turn, fields)
+        elif turn.type_id == RECORDED:
+            node = self.recorded.setdefault(str(fields["node_id"]), {})
+            node.setdefault(str(fields["kind"]), {}).update(fields.get("entries") or {})
+        elif turn.type_id == SESSION_ENDED:
+            self.ended = str(fields.get("status") or "")
+            self.end_reason = str(fields.get("reason") or "")
+
+    def _apply_checkpoint(self, turn: TurnRecord, fields: Mapping[str, Any]) -> None:
+        node_id = str(fields["node_id"])
+        if fields.get("reset"):
+            self.context.clear()
+            self.completed_nodes.clear()
+            self.node_outcomes.clear()
+            self.retries.clear()
+            self.visits.clear()
+            self.recorded.clear()
+        else:
+            self.completed_nodes.append(node_id)
+            self.node_outcomes[node_id] = dict(fields.get("outcome") or {})
+            self.recorded.pop(node_id, None)
+        self.context.update(fields.get("context_set") or {})
+        self.retries.update(fields.get("retries") or {})
+        self.executions.update(fields.get("executions") or {})
+        for key, count in (fields.get("visits") or {}).items():
+            source, _, target = str(key).partition("->")
+            self.visits[(source, target)] = int(count)
+        self.restarts = int(fields.get("restarts") or self.restarts)
+        self.next_node = str(fields.get("next_node") or "")
+        self.current_node = node_id
+        self.checkpoints.append((turn.turn_id, node_id, int(fields.get("time_ms") or 0)))
+
+    @property
+    def position(self) -> str:
+        """The node the session is at: the one it will run next (or was running when it
+        stopped), else the last one it completed."""
+        if not self.ended and self.next_node:
+            return self.next_node
+        return self.current_node
+
+    @property
+    def status(self) -> str:
+        """``success``/``fail``/``interrupted`` once ended, else ``running`` while the
+        writing process lives, else ``crashed``."""
+        if self.ended:
+            return self.ended
+        if self.pid and self.host == socket.gethostname() and _alive(self.pid):
+            return "running"
+        return "crashed"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def load_session(store: Store, session_id: str) -> SessionState:
+    """Fold every turn of a session into its state."""
+    try:
+        context_id = int(session_id)
+    except ValueError:
+        raise StoreError(f"'{session_id}' is not a session id (a number)") from None
+    head = await store.get_head(context_id)
+    turns = await store.get_last(context_id, limit=head.head_depth + 1)
+    state = SessionState(session_id=str(context_id))
+    for turn in turns:
+        state.apply(turn)
+    return state
+
+
+class SessionRecorder:
+    """Writes one session's turns; each call returns once the turn is durable."""
+
+    def __init__(self, store: Store, context_id: int) -> None:
+        self.store = store
+        self.context_id = context_id
+
+    @property
+    def session_id(self) -> str:
+        return str(self.context_id)
+
+    @classmethod
+    async def start(
+        cls,
+        store: Store,
+        *,
+        pipeline: str,
+        dot_path: str,
+        dot_source: str,
+        goal: str,
+        variables: Mapping[str, str],
+        logs_root: Callable[[str], str],
+    ) -> SessionRecorder:
+        """A new session; ``logs_root(session_id)`` names its run directory."""
+        head = await store.create_context()
+        recorder = cls(store, head.context_id)
+        source = dot_source.encode("utf-8")
+        blob = await store.put_blob(source)
+        metadata = {
+            1: "orchestra",
+            2: f"{pipeline}: {goal}" if goal else pipeline,
+            3: ["orchestra", f"pipeline:{pipeline}"],
+        }
+        await recorder._append(
+            SESSION_STARTED,
+            {
+                "pipeline": pipeline,
+                "dot_path": dot_path,
+                "dot_hash": content_hash(source).hex(),
+                "dot_blob": blob,
+                "variables": dict(variables),
+                "logs_root": logs_root(recorder.session_id),
+                "goal": goal,
+                "started_ms": _now_ms(),
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "cwd": os.getcwd(),
+            },
+            extra={_METADATA: metadata},
+        )
+        return recorder
+
+    async def _append(
+        self, type_id: str, fields: Mapping[str, Any], extra: Mapping[int, Any] | None = None
+    ) -> TurnRecord:
+        return await self.store.append_turn(
+            self.context_id, type_id, _VERSION, encode(type_id, fields, extra)
+        )
+
+    async def checkpoint(
+        self,
+        *,
+        node_id: str,
+        status: str,
+        outcome: Mapping[str, Any],
+        context_set: Mapping[str, Any],
+        retries: Mapping[str, int],
+        visits: Mapping[tuple[str, str], int],
+        executions: Mapping[str, int],
+        next_node: str,
+        restarts: int = 0,
+        reset: bool = False,
+    ) -> TurnRecord:
+        return await self._append(
+            CHECKPOINT,
+            {
+                "node_id": node_id,
+                "status": status,
+                "outcome": dict(outcome),
+                "context_set": dict(context_set),
+                "retries": dict(retries),
+                "visits": {_visit_key(s, t): n for (s, t), n in visits.items()},
+                "executions": dict(executions),
+                "next_node": next_node,
+                "restarts": restarts or None,
+                "reset": reset or None,
+                "time_ms": _now_ms(),
+            },
+        )
+
+    async def record(self, node_id: str, kind: str, entries: Mapping[str, Any]) -> None:
+        """Keep what a handler must not redo after a crash: answers, finished branches."""
+        await self._append(
+            RECORDED,
+            {"node_id": node_id, "kind": kind, "entries": dict(entries), "time_ms": _now_ms()},
+        )
+
+    async def ended(self, status: str, reason: str = "") -> None:
+        await self._append(
+            SESSION_ENDED, {"status": status, "reason": reason, "time_ms": _now_ms()}
+        )
+
+    async def history(self) -> Sequence[TurnRecord]:
+        head = await self.store.get_head(self.context_id)
+        return await self.store.get_last(self.context_id, limit=head.head_depth + 1)

@@ -1,0 +1,224 @@
+"""Typed events the engine emits (spec §9.6), and the stream that carries them.
+
+The engine prints nothing: the CLI's progress view, the store recorder and the workspace
+layer all react to these. Every event has ``session_id``, ``timestamp`` and, where a node is
+concerned, ``node_id``; ``to_json()`` gives the one-line form ``orchestra run --json`` prints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = [
+    "CheckpointSaved",
+    "Event",
+    "EventBus",
+    "InterviewCompleted",
+    "InterviewStarted",
+    "InterviewTimeout",
+    "ParallelBranchCompleted",
+    "ParallelBranchStarted",
+    "ParallelCompleted",
+    "ParallelStarted",
+    "PipelineCompleted",
+    "PipelineFailed",
+    "PipelineStarted",
+    "StageCompleted",
+    "StageFailed",
+    "StageRetrying",
+    "StageStarted",
+]
+
+
+def _now() -> float:
+    return time.time()
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    session_id: str
+    timestamp: float = attrs.field(factory=_now)
+    node_id: str | None = None
+    name: ClassVar[str] = "Event"
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=True)
+        return {"event": type(self).__name__, **{k: v for k, v in data.items() if v is not None}}
+
+
+@attrs.frozen(kw_only=True)
+class PipelineStarted(Event):
+    pipeline: str
+    goal: str = ""
+    logs_root: str = ""
+    resumed: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class PipelineCompleted(Event):
+    status: str
+    duration: float
+    completed_nodes: tuple[str, ...]
+    logs_root: str = ""
+    artifact_count: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class PipelineFailed(Event):
+    status: str
+    error: str
+    duration: float
+    completed_nodes: tuple[str, ...]
+    logs_root: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class StageStarted(Event):
+    label: str
+    handler: str
+    index: int
+    attempt: int = 1
+    branch: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StageCompleted(Event):
+    label: str
+    index: int
+    duration: float
+    status: str
+    attempts: int = 1
+    notes: str = ""
+    branch: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StageFailed(Event):
+    label: str
+    index: int
+    duration: float
+    error: str
+    will_retry: bool
+    attempts: int = 1
+    branch: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StageRetrying(Event):
+    label: str
+    index: int
+    attempt: int
+    delay: float
+    reason: str = ""
+    branch: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ParallelStarted(Event):
+    branch_count: int
+    branches: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ParallelBranchStarted(Event):
+    branch: str
+    index: int
+
+
+@attrs.frozen(kw_only=True)
+class ParallelBranchCompleted(Event):
+    branch: str
+    index: int
+    duration: float
+    success: bool
+    status: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ParallelCompleted(Event):
+    duration: float
+    success_count: int
+    failure_count: int
+
+
+@attrs.frozen(kw_only=True)
+class InterviewStarted(Event):
+    question: str
+    stage: str
+    options: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class InterviewCompleted(Event):
+    question: str
+    answer: str
+    duration: float
+
+
+@attrs.frozen(kw_only=True)
+class InterviewTimeout(Event):
+    question: str
+    stage: str
+    duration: float
+
+
+@attrs.frozen(kw_only=True)
+class CheckpointSaved(Event):
+    turn_id: int | None = None
+
+
+Listener = Callable[[Event], Awaitable[None] | None]
+
+
+class EventBus:
+    """Delivers each event to callbacks, in order, and to any open async iterators."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._streams: list[MemoryObjectSendStream[Event]] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def stream(self) -> MemoryObjectReceiveStream[Event]:
+        """A new unbounded receive stream of every event from now on; it ends with the run."""
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
+        self._streams.append(send)
+        return receive
+
+    async def emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            result = listener(event)
+            if result is not None:
+                await result
+        for stream in self._streams:
+            try:
+                stream.send_nowait(event)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                continue
+
+    def close(self) -> None:
+        for stream in self._streams:
+            stream.close()
+        self._streams.clear()
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event from now until ``close()``; subscribed at once, not on first read."""
+        return _drain(self.stream())
+
+
+async def _drain(receive: MemoryObjectReceiveStream[Event]) -> AsyncIterator[Event]:
+    async with receive:
+        async for event in receive:
+            yield event

@@ -1,0 +1,48 @@
+"""The codergen handler (spec §4.5): render the prompt, ask the backend, keep the record.
+
+Writes ``prompt.md`` and ``response.md`` in the stage directory (the engine writes
+``status.json`` for every stage).
+"""
+
+from __future__ import annotations
+
+from orchestra.engine.context import Context
+from orchestra.graph import Graph, Node
+from orchestra.handlers.base import StageRun, TerminalError
+from orchestra.outcome import Outcome
+from orchestra.templates import TemplateError, render_prompt
+from orchestra.transforms import goal_text
+
+__all__ = ["CodergenHandler"]
+
+_LAST_RESPONSE_CHARS = 200
+
+
+class CodergenHandler:
+    async def execute(self, node: Node, context: Context, graph: Graph, stage: StageRun) -> Outcome:
+        template = node.prompt or node.label
+        try:
+            prompt = render_prompt(
+                template.replace("$goal", goal_text(graph.goal)),
+                stage.variables,
+                context.as_mapping(),
+                f"node '{node.id}' prompt",
+            )
+        except TemplateError as err:
+            raise TerminalError(str(err)) from None
+        stage.stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage.stage_dir / "prompt.md").write_text(prompt, encoding="utf-8")
+        result = await stage.backend.run(node, prompt, context, stage)
+        if isinstance(result, Outcome):
+            response = str(result.context_updates.get("last_response", result.notes))
+        else:
+            response = str(result)
+            result = Outcome.success(
+                f"stage completed: {node.id}",
+                context_updates={
+                    "last_stage": node.id,
+                    "last_response": response[:_LAST_RESPONSE_CHARS],
+                },
+            )
+        (stage.stage_dir / "response.md").write_text(response, encoding="utf-8")
+        return result

@@ -1,0 +1,251 @@
+"""Parallel fan-out and fan-in (spec §4.8-4.9, DESIGN §4.5).
+
+Each outgoing edge of a ``parallel`` node starts a branch; branches run in an anyio task
+group under a ``CapacityLimiter(max_parallel)``, each on a deep copy of the context, and run
+until they reach a fan-in node. A branch that fails or raises never disturbs its siblings.
+``first_success`` cancels the others once one succeeds. Every finished branch is recorded,
+so after a crash only the unfinished branches run again. The results go to
+``parallel.results``; the run continues at the fan-in node the branches lead to.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from orchestra.engine.context import Context
+from orchestra.events import (
+    ParallelBranchCompleted,
+    ParallelBranchStarted,
+    ParallelCompleted,
+    ParallelStarted,
+)
+from orchestra.graph import SHAPE_HANDLER_TYPES, Graph, Node
+from orchestra.handlers.base import StageRun, TerminalError
+from orchestra.outcome import Outcome, StageStatus
+
+__all__ = ["FanInHandler", "ParallelHandler", "find_join"]
+
+#: a finished branch: its target, its result, and the event set once it is recorded
+_Finished = tuple[str, dict[str, Any], anyio.Event]
+
+_RANK = {"success": 0, "partial_success": 1, "retry": 2, "skipped": 3, "fail": 4}
+
+
+def _is_fan_in(node: Node) -> bool:
+    return (node.type or SHAPE_HANDLER_TYPES.get(node.shape, "")) == "parallel.fan_in"
+
+
+def find_join(graph: Graph, node: Node) -> str:
+    """The nearest fan-in node reachable from the parallel node's branches ('' if none)."""
+    seen = {node.id}
+    queue = deque(edge.target for edge in graph.outgoing(node.id))
+    while queue:
+        current = queue.popleft()
+        if current in seen:
+            continue
+        seen.add(current)
+        candidate = graph.nodes.get(current)
+        if candidate is not None and _is_fan_in(candidate):
+            return current
+        queue.extend(edge.target for edge in graph.outgoing(current))
+    return ""
+
+
+class ParallelHandler:
+    async def execute(self, node: Node, context: Context, graph: Graph, stage: StageRun) -> Outcome:
+        branches = [edge.target for edge in graph.outgoing(node.id)]
+        if not branches:
+            raise TerminalError(f"parallel node '{node.id}' has no outgoing edges to fan out to")
+        policy = str(node.attrs.get("join_policy", "wait_all"))
+        if policy not in ("wait_all", "first_success"):
+            raise TerminalError(
+                f"parallel node '{node.id}': join_policy '{policy}' is not "
+                "wait_all or first_success"
+            )
+        limit = max(int(str(node.attrs.get("max_parallel", 4))), 1)
+        recorded = stage.recorded.get("branch", {})
+        # Results this execution recorded before a crash are kept; a retry runs all anew.
+        results: dict[str, dict[str, Any]] = {
+            target: dict(data)
+            for target, data in recorded.items()
+            if target in branches and data.get("execution") == stage.execution
+        }
+        started = time.monotonic()
+        await stage.emit(
+            ParallelStarted(
+                session_id=stage.session_id,
+                node_id=node.id,
+                branch_count=len(branches),
+                branches=tuple(branches),
+            )
+        )
+        fan_out = _FanOut(node, context, stage, policy, anyio.CapacityLimiter(limit), results)
+        finished, to_keep = anyio.create_memory_object_stream[_Finished](math.inf)
+        async with anyio.create_task_group() as keeper:
+            keeper.start_soon(_keep_results, to_keep, stage)
+            async with finished:
+                await fan_out.run(branches, finished)
+
+        ordered = [results[t] for t in branches if t in results]
+        successes = sum(r["outcome"] in ("success", "partial_success") for r in ordered)
+        failures = sum(r["outcome"] == "fail" for r in ordered)
+        await stage.emit(
+            ParallelCompleted(
+                session_id=stage.session_id,
+                node_id=node.id,
+                duration=time.monotonic() - started,
+                success_count=successes,
+                failure_count=failures,
+            )
+        )
+        updates = {
+            "parallel.results": ordered,
+            "parallel.success_count": successes,
+            "parallel.failure_count": failures,
+            "parallel.join_node": find_join(graph, node),
+        }
+        if policy == "first_success":
+            status = StageStatus.SUCCESS if successes else StageStatus.FAIL
+        else:
+            status = StageStatus.SUCCESS if failures == 0 else StageStatus.PARTIAL_SUCCESS
+        return Outcome(
+            status,
+            context_updates=updates,
+            notes=f"{successes} of {len(branches)} branches succeeded",
+            failure_reason="" if status.is_success else "no branch succeeded",
+        )
+
+
+class _FanOut:
+    """The branches of one parallel node, run in a task group under a capacity limiter."""
+
+    def __init__(
+        self,
+        node: Node,
+        context: Context,
+        stage: StageRun,
+        policy: str,
+        limiter: anyio.CapacityLimiter,
+        results: dict[str, dict[str, Any]],
+    ) -> None:
+        self.node = node
+        self.context = context
+        self.stage = stage
+        self.policy = policy
+        self.limiter = limiter
+        self.results = results
+
+    async def run(self, branches: list[str], finished: MemoryObjectSendStream[_Finished]) -> None:
+        async with anyio.create_task_group() as group:
+            if self.policy == "first_success" and any(
+                r["outcome"] in ("success", "partial_success") for r in self.results.values()
+            ):
+                return
+            for index, target in enumerate(branches):
+                if target not in self.results:
+                    group.start_soon(self._branch, index, target, group, finished)
+
+    async def _branch(
+        self,
+        index: int,
+        target: str,
+        group: anyio.abc.TaskGroup,
+        finished: MemoryObjectSendStream[_Finished],
+    ) -> None:
+        stage = self.stage
+        async with self.limiter:
+            await stage.emit(
+                ParallelBranchStarted(
+                    session_id=stage.session_id, node_id=self.node.id, branch=target, index=index
+                )
+            )
+            began = time.monotonic()
+            try:
+                result = await stage.run_branch(target, self.context.clone(), target)
+                outcome, completed = result.outcome, list(result.completed_nodes)
+            except Exception as err:  # one branch's crash is that branch's failure
+                outcome, completed = Outcome.fail(f"{type(err).__name__}: {err}"), []
+            data = {
+                "id": target,
+                "execution": stage.execution,
+                "outcome": outcome.status.value,
+                "notes": outcome.notes,
+                "failure_reason": outcome.failure_reason,
+                "preferred_label": outcome.preferred_label,
+                "completed_nodes": completed,
+                "context_updates": dict(outcome.context_updates),
+            }
+            self.results[target] = data
+            durable = anyio.Event()
+            finished.send_nowait((target, data, durable))
+            with anyio.CancelScope(shield=True):
+                await durable.wait()  # recorded before this branch's slot is given up
+            await stage.emit(
+                ParallelBranchCompleted(
+                    session_id=stage.session_id,
+                    node_id=self.node.id,
+                    branch=target,
+                    index=index,
+                    duration=time.monotonic() - began,
+                    success=outcome.status.is_success,
+                    status=outcome.status.value,
+                )
+            )
+            if self.policy == "first_success" and outcome.status.is_success:
+                group.cancel_scope.cancel()
+
+
+async def _keep_results(finished: MemoryObjectReceiveStream[_Finished], stage: StageRun) -> None:
+    """Record finished branches, batching those that finish together into one turn, so a
+    wide fan-out does not queue one store write per branch; each branch waits for its own."""
+    async with finished:
+        async for target, data, durable in finished:
+            batch = {target: data}
+            waiting = [durable]
+            while True:
+                try:
+                    more, more_data, more_durable = finished.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                batch[more] = more_data
+                waiting.append(more_durable)
+            if stage.record is not None:
+                with anyio.CancelScope(shield=True):
+                    await stage.record("branch", batch)
+            for event in waiting:
+                event.set()
+
+
+class FanInHandler:
+    """Picks the best branch: by outcome (success first), then by branch id (§4.9)."""
+
+    async def execute(self, node: Node, context: Context, graph: Graph, stage: StageRun) -> Outcome:
+        results = context.get("parallel.results") or []
+        if not results:
+            return Outcome.fail(
+                "no parallel results to consolidate: the fan-in was reached "
+                "without a parallel node before it"
+            )
+        best = min(results, key=lambda r: (_RANK.get(str(r.get("outcome")), 9), str(r["id"])))
+        if best.get("outcome") == "fail":
+            return Outcome.fail(
+                "every parallel branch failed",
+                context_updates={
+                    "parallel.fan_in.best_id": best["id"],
+                    "parallel.fan_in.best_outcome": "fail",
+                },
+            )
+        return Outcome.success(
+            f"selected best candidate: {best['id']}",
+            context_updates={
+                "parallel.fan_in.best_id": best["id"],
+                "parallel.fan_in.best_outcome": best["outcome"],
+            },
+        )

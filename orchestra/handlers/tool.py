@@ -1,0 +1,140 @@
+"""The tool handler (spec §4.10): run ``tool_command`` in a shell, in its own process group.
+
+The command is rendered with Jinja2 (every substituted value shell-quoted), runs with the
+``ATTRACTOR_*`` environment other Attractor implementations use, and its stdout and stderr
+go to ``tool_output.txt``; stdout also becomes ``context["tool.output"]``. Exit status 0 is
+SUCCESS, anything else FAIL. A tool may decide its own outcome by writing
+``$ATTRACTOR_STAGE_DIR/status.json``. On timeout or cancellation the whole process group is
+killed, so no grandchild outlives the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from orchestra.engine.context import Context
+from orchestra.graph import Graph, Node
+from orchestra.handlers.base import StageRun, TerminalError
+from orchestra.outcome import Outcome, StageStatus
+from orchestra.templates import TemplateError, render_shell
+
+__all__ = ["ToolHandler", "read_status_file"]
+
+_KILL_GRACE = 2.0
+_OUTPUT_IN_CONTEXT = 64 * 1024
+
+
+def read_status_file(path: Path) -> Outcome | None:
+    """The outcome a tool wrote to ``status.json``, None if it wrote none; a malformed
+    file is a FAIL that names the file and what is wrong with it."""
+    if not path.is_file():
+        return None
+    try:
+        return Outcome.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, UnicodeDecodeError) as err:
+        return Outcome.fail(f"{path}: not a valid status file: {err}")
+
+
+def _kill_group(process: anyio.abc.Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+class ToolHandler:
+    async def execute(self, node: Node, context: Context, graph: Graph, stage: StageRun) -> Outcome:
+        template = str(node.attrs.get("tool_command", "")).strip()
+        if not template:
+            raise TerminalError(f"node '{node.id}' has no tool_command to run")
+        try:
+            command = render_shell(
+                template, stage.variables, context.as_mapping(), f"node '{node.id}' tool_command"
+            )
+        except TemplateError as err:
+            raise TerminalError(str(err)) from None
+        stage.stage_dir.mkdir(parents=True, exist_ok=True)
+        status_file = stage.stage_dir / "status.json"
+        status_file.unlink(missing_ok=True)
+        env = {
+            **os.environ,
+            "ATTRACTOR_STAGE_DIR": str(stage.stage_dir.resolve()),
+            "ATTRACTOR_NODE_ID": node.id,
+            "ATTRACTOR_LOGS_ROOT": str(stage.logs_root.resolve()),
+            "ATTRACTOR_RUN_ID": stage.session_id,
+        }
+        output_path = stage.stage_dir / "tool_output.txt"
+        # Shielded: cancelled half-way through starting, the process would run on with no
+        # one left to kill it. Once started, cancellation reaches the cleanup below.
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        stdout = bytearray()
+        stderr = bytearray()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_drain, process.stdout, stdout)
+                group.start_soon(_drain, process.stderr, stderr)
+                await process.wait()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                _kill_group(process, signal.SIGTERM)
+                with anyio.move_on_after(_KILL_GRACE):
+                    await process.wait()
+                _kill_group(process, signal.SIGKILL)
+                await process.wait()
+                _write_output(output_path, command, stdout, stderr, None)
+            raise
+        _kill_group(process, signal.SIGKILL)  # stragglers the command left behind
+        code = process.returncode
+        _write_output(output_path, command, stdout, stderr, code)
+        out_text = stdout.decode("utf-8", errors="replace")
+        written = read_status_file(status_file)
+        if written is not None:
+            return written
+        updates = {"tool.output": out_text[-_OUTPUT_IN_CONTEXT:], "tool.exit_code": code}
+        if code == 0:
+            return Outcome.success(f"tool completed: {command}", context_updates=updates)
+        return Outcome(
+            StageStatus.FAIL,
+            failure_reason=_failure_reason(code, stderr),
+            context_updates=updates,
+        )
+
+
+async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
+    if stream is None:
+        return
+    async for chunk in stream:
+        into.extend(chunk)
+
+
+def _failure_reason(code: int | None, stderr: bytes | bytearray) -> str:
+    tail = stderr.decode("utf-8", errors="replace").strip().splitlines()[-3:]
+    detail = f": {' / '.join(tail)}" if tail else ""
+    if code == 127:
+        return f"command not found (exit 127){detail}"
+    if code is not None and code < 0:
+        return f"killed by signal {-code}{detail}"
+    return f"exit status {code}{detail}"
+
+
+def _write_output(
+    path: Path, command: str, stdout: bytes | bytearray, stderr: bytes | bytearray, code: int | None
+) -> None:
+    status = "killed (timeout or interrupt)" if code is None else f"exit status {code}"
+    path.write_text(
+        f"$ {command}\n--- stdout ---\n{stdout.decode('utf-8', errors='replace')}"
+        f"--- stderr ---\n{stderr.decode('utf-8', errors='replace')}--- {status} ---\n",
+        encoding="utf-8",
+    )

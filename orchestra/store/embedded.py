@@ -1,0 +1,338 @@
+"""The embedded store: CXDB's model in one SQLite file (WAL), no server needed.
+
+Turns and contexts are rows; payloads are blobs keyed by their BLAKE3 hash and stored once.
+One process writes while any number read (``orchestra status`` and ``attach`` read while
+``run`` writes). Commits use WAL with ``synchronous=NORMAL``: a committed turn survives the
+process being killed (not necessarily a power cut), and a torn write is rolled back by SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from orchestra.errors import ContextNotFound, StoreError
+from orchestra.store.base import (
+    ContextHead,
+    ContextSummary,
+    TurnRecord,
+    content_hash,
+    unpack,
+)
+
+__all__ = ["EmbeddedStore"]
+
+T = TypeVar("T")
+
+SCHEMA_ID = "orchestra-store"
+SCHEMA_VERSION = "1"
+_METADATA_KEY = 30  # CXDB: the depth-0 turn's map key 30 holds title, labels, client tag
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (hash BLOB PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+    turn_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent_id INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    root_id INTEGER NOT NULL,
+    type_id TEXT NOT NULL,
+    type_version INTEGER NOT NULL,
+    hash BLOB NOT NULL REFERENCES blobs(hash),
+    created_ms INTEGER NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    labels TEXT NOT NULL DEFAULT '',
+    client_tag TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS contexts (
+    context_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    head_turn_id INTEGER NOT NULL,
+    head_depth INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _metadata(payload: bytes) -> tuple[str, str, str]:
+    """(title, labels joined by newlines, client tag) from a depth-0 turn's payload."""
+    try:
+        data = unpack(payload)
+    except Exception:  # a foreign payload simply has no metadata
+        return "", "", ""
+    meta = data.get(_METADATA_KEY) if isinstance(data, dict) else None
+    if not isinstance(meta, dict):
+        return "", "", ""
+    labels = meta.get(3) or []
+    return (
+        str(meta.get(2) or ""),
+        "\n".join(str(label) for label in labels) if isinstance(labels, list) else "",
+        str(meta.get(1) or ""),
+    )
+
+
+class EmbeddedStore:
+    """A ``Store`` in an SQLite file; ``EmbeddedStore.open(path)`` creates it if needed."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self._path = path
+        self._db = connection
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    @classmethod
+    def open_sync(cls, path: str | os.PathLike[str]) -> EmbeddedStore:
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{target}: cannot open the state database: {err}") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            _check_or_create_schema(db, target)
+        except sqlite3.DatabaseError as err:
+            db.close()
+            raise StoreError(
+                f"{target}: is not an Orchestra state database ({err}); move it aside, "
+                "or point --store at another path"
+            ) from None
+        except StoreError:
+            db.close()
+            raise
+        return cls(target, db)
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> EmbeddedStore:
+        return await anyio.to_thread.run_sync(cls.open_sync, path)
+
+    # plumbing ------------------------------------------------------------------------------
+
+    def _locked(self, action: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                return action(self._db)
+            except sqlite3.OperationalError as err:
+                if "full" in str(err).lower():
+                    raise StoreError(
+                        f"{self._path}: the disk is full; nothing after the last checkpoint "
+                        "was lost: free some space and resume"
+                    ) from None
+                raise StoreError(f"{self._path}: {err}") from None
+            except sqlite3.DatabaseError as err:
+                raise StoreError(f"{self._path}: the state database is damaged: {err}") from None
+
+    async def _run(self, action: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self._locked, action)
+
+    def _transaction(
+        self, action: Callable[[sqlite3.Connection], T]
+    ) -> Callable[[sqlite3.Connection], T]:
+        def run(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = action(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return run
+
+    # contexts ------------------------------------------------------------------------------
+
+    async def create_context(self, base_turn_id: int = 0) -> ContextHead:
+        def create(db: sqlite3.Connection) -> ContextHead:
+            depth = 0
+            if base_turn_id:
+                row = db.execute(
+                    "SELECT depth FROM turns WHERE turn_id = ?", (base_turn_id,)
+                ).fetchone()
+                if row is None:
+                    raise ContextNotFound(f"turn {base_turn_id} does not exist in {self._path}")
+                depth = row[0]
+            cursor = db.execute(
+                "INSERT INTO contexts (head_turn_id, head_depth, updated_ms) VALUES (?, ?, ?)",
+                (base_turn_id, depth, _now_ms()),
+            )
+            return ContextHead(int(cursor.lastrowid or 0), base_turn_id, depth)
+
+        return await self._run(self._transaction(create))
+
+    async def fork_context(self, base_turn_id: int) -> ContextHead:
+        return await self.create_context(base_turn_id)
+
+    def _head(self, db: sqlite3.Connection, context_id: int) -> ContextHead:
+        row = db.execute(
+            "SELECT head_turn_id, head_depth FROM contexts WHERE context_id = ?", (context_id,)
+        ).fetchone()
+        if row is None:
+            raise ContextNotFound(f"session {context_id} does not exist in {self._path}")
+        return ContextHead(context_id, row[0], row[1])
+
+    async def get_head(self, context_id: int) -> ContextHead:
+        return await self._run(lambda db: self._head(db, context_id))
+
+    # turns ---------------------------------------------------------------------------------
+
+    async def append_turn(
+        self,
+        context_id: int,
+        type_id: str,
+        type_version: int,
+        payload: bytes,
+        *,
+        parent_turn_id: int = 0,
+    ) -> TurnRecord:
+        digest = content_hash(payload)
+
+        def append(db: sqlite3.Connection) -> TurnRecord:
+            head = self._head(db, context_id)
+            parent = parent_turn_id or head.head_turn_id
+            if parent:
+                row = db.execute(
+                    "SELECT depth, root_id FROM turns WHERE turn_id = ?", (parent,)
+                ).fetchone()
+                if row is None:
+                    raise ContextNotFound(f"parent turn {parent} does not exist in {self._path}")
+                depth, root = row[0] + 1, row[1]
+            else:
+                depth, root = 0, 0
+            title, labels, tag = _metadata(payload) if depth == 0 else ("", "", "")
+            db.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (digest, payload))
+            created = _now_ms()
+            cursor = db.execute(
+                "INSERT INTO turns (parent_id, depth, root_id, type_id, type_version, hash,"
+                " created_ms, title, labels, client_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (parent, depth, root, type_id, type_version, digest, created, title, labels, tag),
+            )
+            turn_id = int(cursor.lastrowid or 0)
+            if depth == 0:
+                db.execute("UPDATE turns SET root_id = ? WHERE turn_id = ?", (turn_id, turn_id))
+            db.execute(
+                "UPDATE contexts SET head_turn_id = ?, head_depth = ?, updated_ms = ?"
+                " WHERE context_id = ?",
+                (turn_id, depth, created, context_id),
+            )
+            return TurnRecord(
+                turn_id, parent, depth, type_id, type_version, payload, digest, created
+            )
+
+        return await self._run(self._transaction(append))
+
+    async def get_last(self, context_id: int, limit: int = 64) -> Sequence[TurnRecord]:
+        def last(db: sqlite3.Connection) -> list[TurnRecord]:
+            head = self._head(db, context_id)
+            if not head.head_turn_id or limit <= 0:
+                return []
+            rows = db.execute(
+                """
+                WITH RECURSIVE chain(turn_id, n) AS (
+                    SELECT ?, 1
+                    UNION ALL
+                    SELECT t.parent_id, c.n + 1 FROM turns t JOIN chain c ON t.turn_id = c.turn_id
+                    WHERE t.parent_id != 0 AND c.n < ?
+                )
+                SELECT t.turn_id, t.parent_id, t.depth, t.type_id, t.type_version, b.data,
+                       t.hash, t.created_ms
+                FROM chain JOIN turns t ON t.turn_id = chain.turn_id
+                JOIN blobs b ON b.hash = t.hash
+                ORDER BY t.depth
+                """,
+                (head.head_turn_id, limit),
+            ).fetchall()
+            return [TurnRecord(*row) for row in rows]
+
+        return await self._run(last)
+
+    # blobs ---------------------------------------------------------------------------------
+
+    async def put_blob(self, data: bytes) -> bytes:
+        digest = content_hash(data)
+
+        def put(db: sqlite3.Connection) -> bytes:
+            db.execute("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (digest, data))
+            return digest
+
+        return await self._run(self._transaction(put))
+
+    async def get_blob(self, blob_hash: bytes) -> bytes:
+        def get(db: sqlite3.Connection) -> bytes:
+            row = db.execute("SELECT data FROM blobs WHERE hash = ?", (blob_hash,)).fetchone()
+            if row is None:
+                raise ContextNotFound(f"blob {blob_hash.hex()} does not exist in {self._path}")
+            return bytes(row[0])
+
+        return await self._run(get)
+
+    # listing -------------------------------------------------------------------------------
+
+    async def list_contexts(self) -> Sequence[ContextSummary]:
+        def listing(db: sqlite3.Connection) -> list[ContextSummary]:
+            rows = db.execute(
+                """
+                SELECT c.context_id, c.head_turn_id, c.head_depth, c.updated_ms,
+                       COALESCE(r.title, ''), COALESCE(r.labels, ''), COALESCE(r.client_tag, '')
+                FROM contexts c
+                LEFT JOIN turns h ON h.turn_id = c.head_turn_id
+                LEFT JOIN turns r ON r.turn_id = h.root_id
+                ORDER BY c.updated_ms DESC, c.context_id DESC
+                """
+            ).fetchall()
+            return [
+                ContextSummary(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    tuple(label for label in row[5].split("\n") if label),
+                    row[6],
+                )
+                for row in rows
+            ]
+
+        return await self._run(listing)
+
+    async def close(self) -> None:
+        await self._run(lambda db: db.close())
+
+
+def _check_or_create_schema(db: sqlite3.Connection, path: Path) -> None:
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        db.executescript(_SCHEMA)
+        db.execute(
+            "INSERT INTO meta VALUES ('schema', ?), ('version', ?)", (SCHEMA_ID, SCHEMA_VERSION)
+        )
+        return
+    marker: dict[str, Any] = {}
+    if "meta" in tables:
+        marker = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    if marker.get("schema") != SCHEMA_ID:
+        raise StoreError(
+            f"{path}: is an SQLite database but not Orchestra's state (it has tables "
+            f"{', '.join(sorted(tables))}); point --store at another path"
+        )
+    if marker.get("version") != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: holds Orchestra state version {marker.get('version')}, "
+            f"this Orchestra reads version {SCHEMA_VERSION}"
+        )

@@ -1,0 +1,378 @@
+"""``orchestra run``, ``resume`` and ``status``: execute pipelines and look at sessions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+from orchestra.engine.runner import RunResult
+from orchestra.engine.session import SessionState, load_session
+from orchestra.errors import OrchestraError, StoreError, ValidationError
+from orchestra.events import Event
+from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
+from orchestra.pipeline import Pipeline, ResumeRefused, default_state_path, resume
+from orchestra.store.embedded import EmbeddedStore
+from orchestra_cli.progress import JsonLines, Progress, summary
+
+EXIT_SUCCESS, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_STORE_HELP = "State database (an embedded store path). Default: .orchestra/state.db"
+
+
+def _parse_variables(pairs: tuple[str, ...]) -> dict[str, str]:
+    variables: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise click.BadParameter(
+                f"expected key=value with key a name, got {pair!r}", param_hint="VARIABLES"
+            )
+        variables[key.strip()] = value
+    return variables
+
+
+def _interviewer(auto_approve: bool) -> Interviewer:
+    if auto_approve or not sys.stdin.isatty():
+        return AutoApproveInterviewer()
+    from orchestra.interviewer.console import ConsoleInterviewer
+
+    return ConsoleInterviewer()
+
+
+def _listener(as_json: bool, quiet: bool) -> Callable[[Event], None]:
+    return JsonLines() if as_json else Progress(quiet=quiet)
+
+
+def _finish(result: RunResult, as_json: bool) -> None:
+    if not as_json:
+        click.echo(summary(result))
+    sys.exit(EXIT_SUCCESS if result.succeeded else EXIT_FAILED)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+async def _cancel_on_signal(main: Callable[[], Awaitable[RunResult]]) -> RunResult:
+    """Run ``main``; the first SIGINT or SIGTERM cancels it cleanly (the running node is
+    stopped, its processes killed, the last checkpoint kept) instead of raising
+    KeyboardInterrupt at whatever line the event loop happened to be on."""
+    interrupted = False
+    result: RunResult | None = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal interrupted
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    interrupted = True
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(watch)
+        try:
+            result = await main()
+        except Exception as err:  # re-raised below as itself, not inside an ExceptionGroup
+            failure = err
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if interrupted or result is None:
+        raise _Interrupted
+    return result
+
+
+def _run_guarded(
+    main: Callable[[], Awaitable[RunResult]], as_json: bool, session: Callable[[], str | None]
+) -> None:
+    """Run ``main`` and turn every way it can end into a message and an exit code."""
+    # Keep asyncio's own SIGINT handler out: it cancels the event loop's root task natively,
+    # behind anyio's back, which can leave the loop waiting forever. _cancel_on_signal
+    # handles the signal instead.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = anyio.run(_cancel_on_signal, main)
+    except (_Interrupted, KeyboardInterrupt):
+        session_id = session()
+        if session_id:
+            click.echo(
+                f"\ninterrupted; everything up to the last checkpoint is saved. "
+                f"Continue with:  orchestra resume {session_id}",
+                err=True,
+            )
+        else:
+            click.echo("\ninterrupted before the run started", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except ValidationError as err:
+        click.echo(str(err), err=True)
+        sys.exit(EXIT_INVALID)
+    except OrchestraError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_INVALID)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _finish(result, as_json)
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("variables", nargs=-1)
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="Answer every human gate with its first choice (for CI and demos).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["simulation"]),
+    default="simulation",
+    show_default=True,
+    help="How LLM stages get answers; 'simulation' needs no model or key.",
+)
+@click.option(
+    "--logs-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory to write (default .orchestra/runs/SESSION).",
+)
+@click.option(
+    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), help=_STORE_HELP
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print every event as one JSON object per line instead of progress.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+def run_command(
+    file: Path,
+    variables: tuple[str, ...],
+    auto_approve: bool,
+    backend: str,
+    logs_root: Path | None,
+    store_path: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Run the pipeline FILE, with optional VARIABLES as key=value pairs.
+
+    Variables are available to prompts and tool commands as {{ key }}. Progress shows
+    each stage as it starts and ends; the state is checkpointed after every stage, so an
+    interrupted or crashed run continues with `orchestra resume SESSION`.
+
+    Exit status: 0 success, 1 the pipeline failed, 2 invalid input, 130 interrupted.
+    """
+    values = _parse_variables(variables)
+    holder: dict[str, Pipeline] = {}
+
+    async def main() -> RunResult:
+        store = await EmbeddedStore.open(store_path or default_state_path())
+        try:
+            pipeline = Pipeline.load(
+                file,
+                variables=values,
+                store=store,
+                interviewer=_interviewer(auto_approve),
+                logs_root=logs_root,
+            )
+            holder["pipeline"] = pipeline
+            return await pipeline.run(on_event=_listener(as_json, quiet))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    _run_guarded(
+        main, as_json, lambda: holder["pipeline"].session_id if "pipeline" in holder else None
+    )
+
+
+@click.command("resume")
+@click.argument("session")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Resume even though the pipeline's DOT file changed since the run began.",
+)
+@click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
+@click.option(
+    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), help=_STORE_HELP
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+def resume_command(
+    session: str,
+    force: bool,
+    auto_approve: bool,
+    store_path: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Continue SESSION from its last checkpoint, in its own run directory.
+
+    Stages that completed before the crash or interrupt do not run again. Refuses a
+    finished session, and one whose DOT file changed since it began unless --force.
+    """
+
+    async def main() -> RunResult:
+        store = await EmbeddedStore.open(store_path or default_state_path())
+        try:
+            return await resume(
+                session,
+                store=store,
+                force=force,
+                interviewer=_interviewer(auto_approve),
+                on_event=_listener(as_json, quiet),
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    try:
+        _run_guarded(main, as_json, lambda: session)
+    except ResumeRefused as err:  # pragma: no cover - _run_guarded handles OrchestraError
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "-"
+
+
+def _session_row(state: SessionState) -> dict[str, Any]:
+    return {
+        "session_id": state.session_id,
+        "pipeline": state.pipeline,
+        "status": state.status,
+        "current_node": state.position or None,
+        "started": _when(state.started_ms),
+        "duration": round((state.updated_ms - state.started_ms) / 1000, 3)
+        if state.started_ms
+        else None,
+        "completed_nodes": list(state.completed_nodes),
+        "logs_root": state.logs_root or None,
+    }
+
+
+@click.command("status")
+@click.argument("session", required=False)
+@click.option(
+    "--detail",
+    is_flag=True,
+    help="With SESSION: every stage in order with its outcome and checkpoint turn id.",
+)
+@click.option(
+    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), help=_STORE_HELP
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status_command(
+    session: str | None, detail: bool, store_path: Path | None, as_json: bool
+) -> None:
+    """List sessions (newest first), or show one SESSION's path and outcomes."""
+    path = store_path or default_state_path()
+    if not path.exists():
+        if as_json:
+            click.echo("[]")
+        else:
+            click.echo(
+                f"no sessions yet ({path} does not exist); start one with `orchestra run FILE.dot`"
+            )
+        return
+
+    async def main() -> list[SessionState]:
+        store = await EmbeddedStore.open(path)
+        try:
+            if session is not None:
+                return [await load_session(store, session)]
+            return [
+                await load_session(store, str(c.context_id)) for c in await store.list_contexts()
+            ]
+        finally:
+            await store.close()
+
+    try:
+        states = anyio.run(main)
+    except StoreError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_INVALID)
+    if session is not None:
+        _show_session(states[0], detail, as_json)
+        return
+    rows = [_session_row(s) for s in states]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no sessions yet; start one with `orchestra run FILE.dot`")
+        return
+    headers = ("session", "pipeline", "status", "current node", "started", "duration")
+    table = [
+        (
+            r["session_id"],
+            r["pipeline"],
+            r["status"],
+            r["current_node"] or "-",
+            r["started"],
+            f"{r['duration']:.1f}s" if r["duration"] is not None else "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(str(row[i])) for row in table)) for i, h in enumerate(headers)]
+    click.echo(
+        click.style(
+            "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)), bold=True
+        )
+    )
+    for row in table:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
+    row = _session_row(state)
+    checkpoints = [
+        {
+            "turn_id": turn,
+            "node_id": node,
+            "outcome": state.node_outcomes.get(node, {}).get("outcome"),
+            "time": _when(ms),
+        }
+        for turn, node, ms in state.checkpoints
+    ]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    **row,
+                    "checkpoints": checkpoints,
+                    "node_outcomes": state.node_outcomes,
+                    "end_reason": state.end_reason or None,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        click.style(f"session {state.session_id}", bold=True)
+        + f"  {state.pipeline}  {state.status}"
+    )
+    click.echo(f"  started: {row['started']}   current node: {row['current_node'] or '-'}")
+    if state.end_reason:
+        click.echo(f"  reason: {state.end_reason}")
+    click.echo(f"  path: {' → '.join(state.completed_nodes) or '(no stage completed)'}")
+    if state.logs_root:
+        click.echo(f"  logs: {state.logs_root}")
+    if detail:
+        click.echo()
+        click.echo(click.style("  TURN   NODE                 OUTCOME          TIME", bold=True))
+        for cp in checkpoints:
+            click.echo(
+                f"  {cp['turn_id']:<6} {cp['node_id']:<20} {cp['outcome'] or '-':<16} {cp['time']}"
+            )
