@@ -115,6 +115,14 @@ def _run_guarded(
     except ValidationError as err:
         click.echo(str(err), err=True)
         sys.exit(EXIT_INVALID)
+    except StoreError as err:
+        click.echo(f"error: {err}", err=True)
+        session_id = session()
+        if session_id:
+            click.echo(
+                f"once that is fixed, continue with:  orchestra resume {session_id}", err=True
+            )
+        sys.exit(EXIT_INVALID)
     except OrchestraError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_INVALID)

@@ -99,9 +99,7 @@ class TestRunOutput:
         assert events[0]["event"] == "PipelineStarted"
         assert events[-1]["event"] == "PipelineCompleted"
         assert events[-1]["completed_nodes"] == ["start", "one", "two", "exit"]
-        assert {"StageStarted", "StageCompleted", "CheckpointSaved"} <= {
-            e["event"] for e in events
-        }
+        assert {"StageStarted", "StageCompleted", "CheckpointSaved"} <= {e["event"] for e in events}
 
     def test_quiet_prints_only_the_summary(self, here: Path) -> None:
         """--quiet leaves out the stage lines."""
@@ -217,9 +215,11 @@ class TestStateFaults:
         code, _, err = invoke("run", "p.dot", "who=x")
         assert code == 2
         assert "not Orchestra's state" in err
-        tables = sqlite3.connect(here / ".orchestra" / "state.db").execute(
-            "SELECT name FROM sqlite_master"
-        ).fetchall()
+        tables = (
+            sqlite3.connect(here / ".orchestra" / "state.db")
+            .execute("SELECT name FROM sqlite_master")
+            .fetchall()
+        )
         assert tables == [("invoices",)]
 
     def test_resume_refuses_a_finished_session(self, here: Path) -> None:
@@ -252,8 +252,12 @@ class TestInterrupt:
         write(tmp_path / "p.dot", BLOCKING)
         os.mkfifo(tmp_path / "ready.fifo")
         process = subprocess.Popen(
-            [str(ORCHESTRA), "run", "p.dot"], cwd=tmp_path, env={**os.environ, "GO": "0"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [str(ORCHESTRA), "run", "p.dot"],
+            cwd=tmp_path,
+            env={**os.environ, "GO": "0"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         with open(tmp_path / "ready.fifo") as fifo:
             tool_pid = int(fifo.read().strip())
@@ -263,14 +267,21 @@ class TestInterrupt:
         assert "orchestra resume 1" in err
         assert live_processes_in_group(tool_pid) == []  # the tool's process group is gone
         changed_dot = subprocess.run(
-            [str(ORCHESTRA), "status", "1", "--json"], cwd=tmp_path, capture_output=True,
-            text=True, check=True,
+            [str(ORCHESTRA), "status", "1", "--json"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert json.loads(changed_dot.stdout)["status"] == "interrupted"
 
         resumed = subprocess.run(
-            [str(ORCHESTRA), "resume", "1", "--quiet"], cwd=tmp_path,
-            env={**os.environ, "GO": "1"}, capture_output=True, text=True, timeout=60,
+            [str(ORCHESTRA), "resume", "1", "--quiet"],
+            cwd=tmp_path,
+            env={**os.environ, "GO": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert (tmp_path / "trace.txt").read_text().split() == ["first", "wait", "last"]
@@ -280,8 +291,11 @@ class TestInterrupt:
         write(tmp_path / "p.dot", BLOCKING)
         os.mkfifo(tmp_path / "ready.fifo")
         process = subprocess.Popen(
-            [str(ORCHESTRA), "run", "p.dot", "--quiet"], cwd=tmp_path,
-            env={**os.environ, "GO": "0"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [str(ORCHESTRA), "run", "p.dot", "--quiet"],
+            cwd=tmp_path,
+            env={**os.environ, "GO": "0"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         with open(tmp_path / "ready.fifo") as fifo:
             fifo.read()
@@ -289,12 +303,23 @@ class TestInterrupt:
         process.communicate(timeout=30)
         write(tmp_path / "p.dot", BLOCKING.replace("echo last", "echo changed"))
         env = {**os.environ, "GO": "1"}
-        refused = subprocess.run([str(ORCHESTRA), "resume", "1"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=60)
+        refused = subprocess.run(
+            [str(ORCHESTRA), "resume", "1"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert refused.returncode == 2
         assert "changed since session 1 began" in refused.stderr
-        forced = subprocess.run([str(ORCHESTRA), "resume", "1", "--force", "--quiet"],
-                                cwd=tmp_path, env=env, capture_output=True, text=True,
-                                timeout=60)
+        forced = subprocess.run(
+            [str(ORCHESTRA), "resume", "1", "--force", "--quiet"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert forced.returncode == 0, forced.stdout + forced.stderr
         assert (tmp_path / "trace.txt").read_text().split() == ["first", "wait", "changed"]

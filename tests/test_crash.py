@@ -82,7 +82,10 @@ def kill_mid_run(cwd: Path) -> str:
     os.mkfifo(cwd / "ready.fifo")
     process = subprocess.Popen(
         [str(ORCHESTRA), "run", "pipeline.dot", "--json"],
-        cwd=cwd, env={**os.environ, "GO": "0"}, stdout=subprocess.PIPE, text=True,
+        cwd=cwd,
+        env={**os.environ, "GO": "0"},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())

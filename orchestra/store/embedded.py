@@ -149,7 +149,10 @@ class EmbeddedStore:
             try:
                 result = action(db)
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (SQLITE_FULL among them);
+                # rolling back again would hide the real error behind "no transaction".
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
             return result

@@ -40,8 +40,11 @@ def goal_text(goal: str) -> str:
     """The goal as it is put into a prompt: literal text, even if it holds ``{{`` or ``{%``
     (prompts are rendered with Jinja2 later, and a goal is data, not template code)."""
     if "{{" in goal or "{%" in goal or "{#" in goal:
-        return "{% raw %}" + goal.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}"
-                                          "{% raw %}") + "{% endraw %}"
+        return (
+            "{% raw %}"
+            + goal.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}")
+            + "{% endraw %}"
+        )
     return goal
 
 

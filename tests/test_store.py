@@ -1,0 +1,161 @@
+"""The Store protocol on the embedded SQLite store: CXDB's model, and its faults.
+
+The first class is written against the protocol only, so the CXDB client can be run through
+it too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestra.engine.session import load_session
+from orchestra.errors import ContextNotFound, StoreError
+from orchestra.pipeline import Pipeline, resume
+from orchestra.store.base import Store, content_hash, pack, unpack
+from orchestra.store.embedded import EmbeddedStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    opened = await EmbeddedStore.open(tmp_path / "state.db")
+    yield opened
+    await opened.close()
+
+
+async def append(store: Store, context_id: int, value: object, parent: int = 0) -> int:
+    turn = await store.append_turn(
+        context_id, "test.Turn", 1, pack({1: value}), parent_turn_id=parent
+    )
+    return turn.turn_id
+
+
+class TestStoreProtocol:
+    async def test_empty_context_has_no_head(self, store: EmbeddedStore) -> None:
+        """A new context's head is turn 0 at depth 0, and it has no turns."""
+        head = await store.create_context()
+        assert (head.head_turn_id, head.head_depth) == (0, 0)
+        assert await store.get_last(head.context_id) == []
+
+    async def test_appends_chain_from_the_head(self, store: EmbeddedStore) -> None:
+        """Each append's parent is the previous head; depth counts from 0 (CXDB)."""
+        context = (await store.create_context()).context_id
+        ids = [await append(store, context, n) for n in range(3)]
+        turns = await store.get_last(context, limit=10)
+        assert [t.turn_id for t in turns] == ids
+        assert [t.depth for t in turns] == [0, 1, 2]
+        assert [t.parent_turn_id for t in turns] == [0, ids[0], ids[1]]
+        assert [unpack(t.payload) for t in turns] == [{1: 0}, {1: 1}, {1: 2}]
+        assert turns[0].content_hash == content_hash(turns[0].payload)
+        head = await store.get_head(context)
+        assert (head.head_turn_id, head.head_depth) == (ids[-1], 2)
+
+    async def test_get_last_returns_the_newest_oldest_first(self, store: EmbeddedStore) -> None:
+        """limit=N gives the last N turns of the history, in order."""
+        context = (await store.create_context()).context_id
+        ids = [await append(store, context, n) for n in range(5)]
+        assert [t.turn_id for t in await store.get_last(context, limit=2)] == ids[-2:]
+
+    async def test_fork_shares_history_and_leaves_the_original(self, store: EmbeddedStore) -> None:
+        """A fork at a turn sees that turn's ancestors; appends to it do not touch the
+        original context."""
+        original = (await store.create_context()).context_id
+        ids = [await append(store, original, n) for n in range(3)]
+        fork = await store.fork_context(ids[1])
+        assert (fork.head_turn_id, fork.head_depth) == (ids[1], 1)
+        forked = await append(store, fork.context_id, "fork")
+        assert [t.turn_id for t in await store.get_last(fork.context_id)] == [
+            ids[0],
+            ids[1],
+            forked,
+        ]
+        assert [t.turn_id for t in await store.get_last(original)] == ids
+
+    async def test_blobs_are_content_addressed_and_stored_once(self, store: EmbeddedStore) -> None:
+        """put_blob returns the BLAKE3 hash; the same bytes twice are one blob."""
+        data = b"x" * 10_000
+        first = await store.put_blob(data)
+        assert first == content_hash(data)
+        assert await store.put_blob(data) == first
+        assert await store.get_blob(first) == data
+
+    async def test_metadata_of_the_first_turn_names_the_context(self, store: EmbeddedStore) -> None:
+        """Key 30 of the depth-0 turn (CXDB's convention) gives title, labels and tag."""
+        context = (await store.create_context()).context_id
+        await store.append_turn(
+            context, "t", 1, pack({30: {1: "orchestra", 2: "My run", 3: ["a", "b"]}})
+        )
+        [summary] = await store.list_contexts()
+        assert (summary.title, summary.labels, summary.client_tag) == (
+            "My run",
+            ("a", "b"),
+            "orchestra",
+        )
+
+    async def test_unknown_ids_raise_context_not_found(self, store: EmbeddedStore) -> None:
+        """An unknown context, turn or blob is ContextNotFound (a LookupError)."""
+        with pytest.raises(ContextNotFound):
+            await store.get_head(999)
+        with pytest.raises(ContextNotFound):
+            await store.fork_context(999)
+        with pytest.raises(LookupError):
+            await store.get_blob(b"\0" * 32)
+
+
+class TestDatabaseFaults:
+    async def test_reopening_keeps_every_turn(self, tmp_path: Path) -> None:
+        """Turns written by one store object are there for the next one (a new process)."""
+        first = await EmbeddedStore.open(tmp_path / "s.db")
+        context = (await first.create_context()).context_id
+        await append(first, context, "kept")
+        await first.close()
+        second = await EmbeddedStore.open(tmp_path / "s.db")
+        assert [unpack(t.payload) for t in await second.get_last(context)] == [{1: "kept"}]
+        await second.close()
+
+    async def test_corrupt_file_is_refused_untouched(self, tmp_path: Path) -> None:
+        """A file that is not SQLite gets a StoreError naming it; its bytes stay as they were."""
+        path = tmp_path / "s.db"
+        path.write_bytes(b"garbage" * 1000)
+        with pytest.raises(StoreError, match="is not an Orchestra state database"):
+            await EmbeddedStore.open(path)
+        assert path.read_bytes() == b"garbage" * 1000
+
+    async def test_disk_full_keeps_the_last_checkpoint_and_resumes(self, tmp_path: Path) -> None:
+        """When the database cannot grow, the run stops with a 'disk is full' StoreError;
+        the checkpoints before it are intact and the session resumes once there is room."""
+        store = await EmbeddedStore.open(tmp_path / "s.db")
+        nodes = "\n".join(
+            f"n{i} [shape=parallelogram, tool_command=\"head -c 200000 /dev/zero | tr '\\\\0' x\"]"
+            for i in range(6)
+        )
+        chain = " -> ".join(["start", *(f"n{i}" for i in range(6)), "exit"])
+        dot = f"digraph full {{ start [shape=Mdiamond]; exit [shape=Msquare]\n{nodes}\n{chain} }}"
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages + 150}")  # room for ~2 outputs
+        pipeline = Pipeline.load(dot, store=store, logs_root=tmp_path / "run")
+        with pytest.raises(StoreError, match="disk is full"):
+            await pipeline.run()
+        assert pipeline.session_id is not None
+        state = await load_session(store, pipeline.session_id)
+        assert state.completed_nodes[:2] == ["start", "n0"]
+        assert len(state.completed_nodes) < 7
+
+        store._db.execute("PRAGMA max_page_count = 1073741823")
+        result = await resume(pipeline.session_id, store=store)
+        assert result.succeeded
+        assert result.completed_nodes[-1] == "exit"
+        await store.close()
+
+    def test_foreign_sqlite_database_is_refused(self, tmp_path: Path) -> None:
+        """An SQLite database of another program is not Orchestra's state."""
+        path = tmp_path / "s.db"
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE invoices (id INTEGER)")
+        db.commit()
+        db.close()
+        with pytest.raises(StoreError, match="not Orchestra's state"):
+            EmbeddedStore.open_sync(path)
