@@ -8,7 +8,7 @@ import functools
 import json
 import textwrap
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,57 +41,12 @@ from orchestra.outcome import Outcome, StageStatus
 from orchestra.pipeline import Pipeline, ResumeRefused, resume
 from orchestra.store.base import TurnRecord
 from orchestra.store.embedded import EmbeddedStore
+from orchestra.testing import EventRecorder, RecordingSleep, ScriptedBackend
 
 
 def dot(text: str) -> str:
     """DOT text written indented in a test."""
     return textwrap.dedent(text).strip() + "\n"
-
-
-class FakeSleep:
-    """Stands in for ``anyio.sleep``: records each backoff delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-class EventLog:
-    """An ``on_event`` callback that keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def of(self, kind: type[Event], node_id: str | None = None) -> list[Any]:
-        return [
-            e
-            for e in self.events
-            if isinstance(e, kind) and (node_id is None or e.node_id == node_id)
-        ]
-
-
-class ScriptedBackend:
-    """A ``CodergenBackend`` answering from a per-node script (the last entry repeats);
-    an exception in the script is raised."""
-
-    name = "scripted"
-
-    def __init__(self, script: Mapping[str, Sequence[str | Outcome | Exception]]) -> None:
-        self.script = {node_id: list(answers) for node_id, answers in script.items()}
-
-    async def run(
-        self, node: Node, prompt: str, context: Context, stage: StageRun
-    ) -> str | Outcome:
-        answers = self.script.get(node.id) or [f"response of {node.id}"]
-        answer = answers.pop(0) if len(answers) > 1 else answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
 
 
 class Probe:
@@ -120,13 +75,6 @@ class Probe:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    opened = await EmbeddedStore.open(tmp_path / "state.db")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run tool commands from ``tmp_path``, so nothing they do lands in the repository."""
     monkeypatch.chdir(tmp_path)
@@ -136,13 +84,13 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def load(source: str, tmp_path: Path, store: Any, **kwargs: Any) -> Pipeline:
     """The pipeline, with its store and run directory under ``tmp_path`` and a fake sleep."""
     pipeline = Pipeline.load(source, store=store, logs_root=tmp_path / "run", **kwargs)
-    pipeline.sleep = FakeSleep()
+    pipeline.sleep = RecordingSleep()
     return pipeline
 
 
 def delays(pipeline: Pipeline) -> list[float]:
     sleep = pipeline.sleep
-    assert isinstance(sleep, FakeSleep)
+    assert isinstance(sleep, RecordingSleep)
     return sleep.delays
 
 
@@ -646,7 +594,7 @@ class TestEvents:
     ) -> None:
         """Run beside an events() consumer: both get every event, in the same order, from
         PipelineStarted to PipelineCompleted, each with the session id."""
-        log = EventLog()
+        log = EventRecorder()
         streamed: list[Event] = []
         pipeline = load(LINEAR, tmp_path, store, handlers={"probe": Probe()})
 
@@ -685,7 +633,7 @@ class TestEvents:
     ) -> None:
         """Each failed attempt is a StageFailed saying whether it will retry; a run that
         fails ends with PipelineFailed carrying the reason."""
-        log = EventLog()
+        log = EventRecorder()
         pipeline = load(
             dot(
                 """
@@ -727,7 +675,7 @@ class TestEvents:
         self, tmp_path: Path, store: EmbeddedStore
     ) -> None:
         """Running the same pipeline again does not call the first run's callback."""
-        first, second = EventLog(), EventLog()
+        first, second = EventRecorder(), EventRecorder()
         pipeline = load(LINEAR, tmp_path, store, handlers={"probe": Probe()})
 
         one = await pipeline.run(on_event=first)
@@ -1159,7 +1107,7 @@ class TestHumanGate:
     ) -> None:
         """On TIMEOUT the gate follows human.default_choice."""
         probe = Probe()
-        log = EventLog()
+        log = EventRecorder()
         pipeline = load(
             HUMAN.format(attributes=', human.default_choice="fix"'),
             tmp_path,

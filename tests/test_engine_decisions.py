@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import textwrap
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,45 +16,20 @@ import pytest
 from orchestra.engine.context import Context
 from orchestra.engine.session import CHECKPOINT, RECORDED, SessionState, decode
 from orchestra.errors import ValidationError
-from orchestra.events import Event, ParallelBranchCompleted, StageRetrying, StageStarted
+from orchestra.events import Event, ParallelBranchCompleted, StageRetrying
 from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome
 from orchestra.pipeline import Pipeline, resume
 from orchestra.store.base import TurnRecord
 from orchestra.store.embedded import EmbeddedStore
+from orchestra.testing import EventRecorder, RecordingSleep
 from orchestra.validation import Severity
 
 
 def dot(text: str) -> str:
     """DOT text written indented in a test."""
     return textwrap.dedent(text).strip() + "\n"
-
-
-class FakeSleep:
-    """Stands in for ``anyio.sleep``: records each backoff delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-class EventLog:
-    """An ``on_event`` callback that keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def attempts(self, node_id: str) -> list[int]:
-        """The attempt number of each StageStarted of ``node_id``."""
-        return [
-            e.attempt for e in self.events if isinstance(e, StageStarted) and e.node_id == node_id
-        ]
 
 
 class Probe:
@@ -76,23 +51,16 @@ class Probe:
         return [node_id for node_id, _ in self.seen]
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    opened = await EmbeddedStore.open(tmp_path / "state.db")
-    yield opened
-    await opened.close()
-
-
 def load(source: str, tmp_path: Path, store: EmbeddedStore, **kwargs: Any) -> Pipeline:
     """The pipeline, with its store and run directory under ``tmp_path`` and a fake sleep."""
     pipeline = Pipeline.load(source, store=store, logs_root=tmp_path / "run", **kwargs)
-    pipeline.sleep = FakeSleep()
+    pipeline.sleep = RecordingSleep()
     return pipeline
 
 
 def delays(pipeline: Pipeline) -> list[float]:
     sleep = pipeline.sleep
-    assert isinstance(sleep, FakeSleep)
+    assert isinstance(sleep, RecordingSleep)
     return sleep.delays
 
 
@@ -255,7 +223,7 @@ class TestRetries:
     ) -> None:
         """Two RETRY (or FAIL) outcomes then a SUCCESS: three attempts, two jittered
         exponential delays (0.2 s then 0.4 s, each times 0.5-1.5)."""
-        log = EventLog()
+        log = EventRecorder()
         pipeline = load(
             RETRYING.format(
                 work=f'prompt="Work", max_retries=2, sim_outcomes="{status},{status},success"'
@@ -278,7 +246,7 @@ class TestRetries:
         self, tmp_path: Path, store: EmbeddedStore
     ) -> None:
         """A node that fails every attempt runs max_retries + 1 times, then fails."""
-        log = EventLog()
+        log = EventRecorder()
         pipeline = load(
             RETRYING.format(work='prompt="Work", max_retries=2, sim_outcomes="fail"'),
             tmp_path,
@@ -315,7 +283,7 @@ class TestRetries:
         self, tmp_path: Path, store: EmbeddedStore
     ) -> None:
         """A prompt naming an undefined variable fails once, naming it, without backoff."""
-        log = EventLog()
+        log = EventRecorder()
         pipeline = load(
             RETRYING.format(work='prompt="Summarise {{ missing_ticket }}", max_retries=3'),
             tmp_path,
@@ -403,7 +371,7 @@ class TestConditionalPassThrough:
     ) -> None:
         """A failure a conditional passes through is data to route on: the gate runs once
         even when the graph gives every node retries."""
-        log = EventLog()
+        log = EventRecorder()
         pipeline = load(
             CONDITIONAL.format(graph="graph [default_max_retries=2]", outcome="fail"),
             tmp_path,
@@ -619,7 +587,7 @@ class TestParallelIsolation:
     ) -> None:
         """Recorded branch results spare a resume, not a retry: when first_success fails
         and the node has retries, its branches run again."""
-        log = EventLog()
+        log = EventRecorder()
         pipeline = load(RETRIED_FAN_OUT, tmp_path, store)
 
         result = await pipeline.run(on_event=log)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,34 +25,13 @@ from orchestra.interviewer.base import Option, QueueInterviewer
 from orchestra.outcome import Outcome, StageStatus
 from orchestra.pipeline import Pipeline, resume
 from orchestra.store.embedded import EmbeddedStore
+from orchestra.testing import RecordingSleep, ScriptedBackend
 from orchestra.validation import Severity, validate
 
 
 def dot(text: str) -> str:
     """DOT text written indented in a test."""
     return textwrap.dedent(text).strip() + "\n"
-
-
-class ScriptedBackend:
-    """A ``CodergenBackend`` that answers from a per-node script (the last entry repeats)
-    and remembers every node and prompt it was given."""
-
-    name = "scripted"
-
-    def __init__(self, script: Mapping[str, Sequence[str | Outcome]] | None = None) -> None:
-        self.script = {node_id: list(answers) for node_id, answers in (script or {}).items()}
-        self.prompts: list[tuple[str, str]] = []
-        self.nodes: dict[str, Node] = {}
-
-    async def run(
-        self, node: Node, prompt: str, context: Context, stage: StageRun
-    ) -> str | Outcome:
-        self.prompts.append((node.id, prompt))
-        self.nodes[node.id] = node
-        answers = self.script.get(node.id)
-        if not answers:
-            return f"response of {node.id}"
-        return answers.pop(0) if len(answers) > 1 else answers[0]
 
 
 class Probe:
@@ -91,29 +70,12 @@ class Stall:
         return Outcome.success(f"{node.id} done", context_updates={f"{node.id}.done": True})
 
 
-class FakeSleep:
-    """Stands in for ``anyio.sleep``: records each backoff delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    opened = await EmbeddedStore.open(tmp_path / "state.db")
-    yield opened
-    await opened.close()
-
-
 def load(
     source: str, tmp_path: Path, store: EmbeddedStore, run_dir: str = "run", **kwargs: Any
 ) -> Pipeline:
     """The pipeline, with its store and run directory under ``tmp_path``."""
     pipeline = Pipeline.load(source, store=store, logs_root=tmp_path / run_dir, **kwargs)
-    pipeline.sleep = FakeSleep()
+    pipeline.sleep = RecordingSleep()
     return pipeline
 
 
@@ -356,7 +318,7 @@ class TestParityMatrix:
         assert attempts == [1, 2, 3]
         assert result.node_outcomes["flaky"]["outcome"] == "success"
         sleep = pipeline.sleep
-        assert isinstance(sleep, FakeSleep)
+        assert isinstance(sleep, RecordingSleep)
         assert len(sleep.delays) == 2
 
     async def test_goal_gate_blocks_exit_when_unsatisfied(

@@ -7,7 +7,6 @@ it too.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,6 @@ from orchestra.errors import ContextNotFound, StoreError
 from orchestra.pipeline import Pipeline, resume
 from orchestra.store.base import Store, content_hash, pack, unpack
 from orchestra.store.embedded import EmbeddedStore
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    opened = await EmbeddedStore.open(tmp_path / "state.db")
-    yield opened
-    await opened.close()
 
 
 async def append(store: Store, context_id: int, value: object, parent: int = 0) -> int:

@@ -271,6 +271,7 @@ class Runner:
                 record=self._recorder_for(node.id),
                 branch=branch,
                 store=self.recorder.store,
+                handlers=self.handlers,
             )
             terminal = False
             result: Outcome | None

@@ -22,6 +22,7 @@ from orchestra.store.base import Store
 
 if TYPE_CHECKING:
     from orchestra.backends.base import CodergenBackend
+    from orchestra.handlers.registry import HandlerRegistry
     from orchestra.interviewer.base import Interviewer
 
 __all__ = ["BranchResult", "BranchRunner", "Handler", "StageRun", "TerminalError"]
@@ -65,8 +66,10 @@ class StageRun:
     #: ``await record(kind, {key: data, ...})`` makes entries durable before returning
     record: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
     branch: str | None = None
-    #: the session's store, for handlers that start sessions of their own (manager loop)
+    #: the session's store and handlers, for handlers that start sessions of their own
+    #: (the manager loop's child runs with the parent's custom handlers too)
     store: Store | None = None
+    handlers: HandlerRegistry | None = None
 
 
 @runtime_checkable

@@ -2,58 +2,139 @@
 
 Built on questionary, which runs its own prompt loop; it runs in a worker thread so the
 event loop (and any parallel branch) keeps going while a person thinks. A timeout returns
-the question's default, or TIMEOUT.
+the question's default, or TIMEOUT, and closes the prompt, so that it does not go on
+reading the terminal under the next one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
-from orchestra.interviewer.base import Answer, AnswerValue, Question, QuestionType
+from orchestra.interviewer.base import Answer, AnswerValue, Option, Question, QuestionType
+
+if TYPE_CHECKING:
+    import questionary
+    from prompt_toolkit.application import Application
+    from prompt_toolkit.input import Input
+    from prompt_toolkit.output import Output
 
 __all__ = ["ConsoleInterviewer"]
 
 
 class ConsoleInterviewer:
+    """Asks in the terminal; ``input`` and ``output`` replace it (prompt_toolkit's
+    ``create_pipe_input()`` and ``DummyOutput()`` answer questions in tests)."""
+
+    def __init__(self, *, input: Input | None = None, output: Output | None = None) -> None:
+        self._input = input
+        self._output = output
+
     async def ask(self, question: Question) -> Answer:
-        if question.timeout_seconds is None:
-            return await anyio.to_thread.run_sync(
-                self._ask_blocking, question, abandon_on_cancel=True
-            )
-        with anyio.move_on_after(question.timeout_seconds):
-            return await anyio.to_thread.run_sync(
-                self._ask_blocking, question, abandon_on_cancel=True
-            )
+        prompt = self._prompt(question)
+        stop = threading.Event()
+        try:
+            with anyio.move_on_after(question.timeout_seconds):
+                reply = await anyio.to_thread.run_sync(
+                    _run, prompt.application, stop, abandon_on_cancel=True
+                )
+                return _answer(question, reply)
+        finally:
+            _close(prompt.application, stop)  # no-op once the prompt has returned
         return question.default or Answer(AnswerValue.TIMEOUT)
 
     async def inform(self, message: str, stage: str) -> None:
         print(f"[{stage}] {message}" if stage else message)
 
-    def _ask_blocking(self, question: Question) -> Answer:
+    def _prompt(self, question: Question) -> questionary.Question:
         import questionary
 
-        prompt: Any
-        if question.type is QuestionType.MULTIPLE_CHOICE:
-            choices = [
-                questionary.Choice(title=o.label, value=o, shortcut_key=o.key.lower() or None)
-                for o in question.options
-            ]
-            prompt = questionary.select(
-                question.text, choices=choices, use_shortcuts=len(choices) <= 36
+        terminal: dict[str, Any] = {"input": self._input, "output": self._output}
+        if question.type is QuestionType.MULTIPLE_CHOICE and question.options:
+            choices = _choices(question.options)
+            # j/k would shadow the options keyed J or K (questionary refuses the clash).
+            return questionary.select(
+                question.text,
+                choices=choices,
+                use_shortcuts=len(choices) <= len(_shortcut_keys()),
+                use_jk_keys=False,
+                **terminal,
             )
-            option = prompt.ask()
-            if option is None:
-                return Answer(AnswerValue.SKIPPED)
-            return Answer(option.key, selected_option=option)
         if question.type in (QuestionType.YES_NO, QuestionType.CONFIRMATION):
-            reply = questionary.confirm(question.text).ask()
-            if reply is None:
-                return Answer(AnswerValue.SKIPPED)
-            return Answer(AnswerValue.YES if reply else AnswerValue.NO)
-        text = questionary.text(question.text).ask()
-        if text is None:
-            return Answer(AnswerValue.SKIPPED)
-        return Answer(text, text=text)
+            default_no = question.default is not None and question.default.value is AnswerValue.NO
+            return questionary.confirm(question.text, default=not default_no, **terminal)
+        return questionary.text(question.text, **terminal)
+
+
+def _shortcut_keys() -> Sequence[str]:
+    from questionary.prompts.common import InquirerControl
+
+    return InquirerControl.SHORTCUT_KEYS
+
+
+def _choices(options: Sequence[Option]) -> list[questionary.Choice]:
+    """One choice per option, with the option's key as its shortcut where questionary takes
+    it (a letter or digit not already taken); the others get the next free key."""
+    import questionary
+
+    allowed = set(_shortcut_keys())
+    taken: set[str] = set()
+    choices = []
+    for option in options:
+        key = option.key.lower()
+        usable = key in allowed and key not in taken
+        if usable:
+            taken.add(key)
+        choices.append(
+            questionary.Choice(
+                title=option.label, value=option, shortcut_key=key if usable else True
+            )
+        )
+    return choices
+
+
+def _run(application: Application[Any], stop: threading.Event) -> Any:
+    """Run the prompt in this (worker) thread; None if it was closed, interrupted (Ctrl-C)
+    or its input ended (Ctrl-D)."""
+
+    def close_if_stopped() -> None:
+        # ``stop`` may have been set before the prompt started, when ``_close`` could not
+        # reach it yet.
+        if stop.is_set():
+            application.exit(result=None)
+
+    try:
+        return application.run(pre_run=close_if_stopped)
+    except (KeyboardInterrupt, EOFError):
+        return None
+
+
+def _close(application: Application[Any], stop: threading.Event) -> None:
+    """Stop a prompt still running in its worker thread, from outside that thread."""
+    stop.set()
+    loop = application.loop
+    if loop is None:
+        return  # not started (it will see ``stop``) or already finished
+
+    def exit_if_running() -> None:
+        if application.future is not None and not application.future.done():
+            application.exit(result=None)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed as the prompt finished
+        loop.call_soon_threadsafe(exit_if_running)
+
+
+def _answer(question: Question, reply: Any) -> Answer:
+    if reply is None:
+        return Answer(AnswerValue.SKIPPED)
+    if isinstance(reply, Option):
+        return Answer(reply.key, selected_option=reply)
+    if question.type in (QuestionType.YES_NO, QuestionType.CONFIRMATION):
+        return Answer(AnswerValue.YES if reply else AnswerValue.NO)
+    text = str(reply)
+    return Answer(text, text=text)
