@@ -186,7 +186,9 @@ def main() -> None:
     if not compare:
         print("(LangGraph not installed: run with `uv run --group bench` to compare)\n")
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # Runs write where a user's would: under the working directory, not /tmp (which may be a
+    # different, slower filesystem).
+    with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-") as tmp:
         root = Path(tmp)
 
         # 1. per-node overhead

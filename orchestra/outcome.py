@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -102,10 +100,4 @@ class Outcome:
             context_updates=dict(updates),
             notes=str(notes),
             failure_reason=str(data.get("failure_reason") or ""),
-        )
-
-    def write(self, stage_dir: Path) -> None:
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        (stage_dir / "status.json").write_text(
-            json.dumps(self.to_json(), indent=2, default=str) + "\n", encoding="utf-8"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -99,6 +100,7 @@ class Runner:
         self._index = len(state.completed_nodes)
         self._started = time.monotonic()
         self._next_mirror = 0.0
+        self._mirror = _MirrorWriter()
 
     # the loop ---------------------------------------------------------------------------
 
@@ -116,8 +118,18 @@ class Runner:
             )
         )
         self._write_manifest()
+        failure: Exception | None = None
         try:
-            outcome = await self._traverse()
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._mirror.run)
+                try:
+                    outcome = await self._traverse()
+                except Exception as err:  # raised below as itself, not in an ExceptionGroup
+                    failure = err
+                finally:
+                    self._mirror.close()
+            if failure is not None:
+                raise failure
         except BaseException:
             # Everything up to the last checkpoint is durable; mark where it stopped if the
             # store still takes writes, and let the cause through either way.
@@ -360,7 +372,8 @@ class Runner:
         if outcome.status.is_success:
             self.state.retries[node.id] = 0  # §3.5: a success resets the node's counter
         if handler_type not in ("start", "exit"):
-            outcome.write(stage_dir)  # Appendix C: the outcome the engine routes on
+            # Appendix C: the outcome the engine routes on, written behind the run
+            self._mirror.write(stage_dir / "status.json", outcome.to_json())
         context.apply_updates(outcome.context_updates)
         context.set("outcome", outcome.status.value)
         context.set("preferred_label", outcome.preferred_label)
@@ -492,7 +505,10 @@ class Runner:
             "next_node": self.state.next_node,
             "session_id": self.session_id,
         }
-        _write_json(self.logs_root / "checkpoint.json", data)
+        if force:
+            _write_json(self.logs_root / "checkpoint.json", data)
+        else:
+            self._mirror.write(self.logs_root / "checkpoint.json", data)
         self._next_mirror = now + 10 * (time.monotonic() - now)
 
     async def _finish(self, outcome: Outcome) -> RunResult:
@@ -532,6 +548,41 @@ class Runner:
             duration=duration,
             node_outcomes=dict(self.state.node_outcomes),
         )
+
+
+class _MirrorWriter:
+    """Writes the run directory's files (status.json, checkpoint.json) in a worker thread,
+    in order, behind the run: they mirror the store, which already holds every checkpoint,
+    so the next node need not wait for the filesystem."""
+
+    def __init__(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[Path, Any]](math.inf)
+
+    def write(self, path: Path, data: Any) -> None:
+        self._send.send_nowait((path, json.dumps(data, indent=2, default=str) + "\n"))
+
+    def close(self) -> None:
+        self._send.close()
+
+    async def run(self) -> None:
+        async with self._receive:
+            async for first in self._receive:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await anyio.to_thread.run_sync(_write_texts, batch)
+
+
+def _write_texts(files: list[tuple[Path, str]]) -> None:
+    latest = dict(files)  # a later version of the same file replaces an earlier one
+    for path, text in latest.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
 
 
 def _write_json(path: Path, data: Any) -> None:
