@@ -559,7 +559,7 @@ class _MirrorWriter:
         self._send, self._receive = anyio.create_memory_object_stream[tuple[Path, Any]](math.inf)
 
     def write(self, path: Path, data: Any) -> None:
-        self._send.send_nowait((path, json.dumps(data, indent=2, default=str) + "\n"))
+        self._send.send_nowait((path, _to_json(data)))
 
     def close(self) -> None:
         self._send.close()
@@ -576,6 +576,12 @@ class _MirrorWriter:
                 await anyio.to_thread.run_sync(_write_texts, batch)
 
 
+def _to_json(data: Any) -> str:
+    # One line: without indent, json uses its C encoder, several times faster on the large
+    # checkpoint mirror; `jq .` shows it indented.
+    return json.dumps(data, default=str, ensure_ascii=False) + "\n"
+
+
 def _write_texts(files: list[tuple[Path, str]]) -> None:
     latest = dict(files)  # a later version of the same file replaces an earlier one
     for path, text in latest.items():
@@ -588,5 +594,5 @@ def _write_texts(files: list[tuple[Path, str]]) -> None:
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically: a crash leaves the old file or the new one, never half of one."""
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    temporary.write_text(_to_json(data), encoding="utf-8")
     temporary.replace(path)
