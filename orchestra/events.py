@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio
 import attrs
@@ -46,7 +46,6 @@ class Event:
     session_id: str
     timestamp: float = attrs.field(factory=_now)
     node_id: str | None = None
-    name: ClassVar[str] = "Event"
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=True)

@@ -219,6 +219,12 @@ class Edge:
         return _int(self.attrs, "max_visits")
 
 
+def _terminals(nodes: Mapping[str, Node], shape: str, ids: tuple[str, ...]) -> tuple[Node, ...]:
+    """Nodes with ``shape``, or, when no node has it, the nodes named one of ``ids``."""
+    by_shape = tuple(n for n in nodes.values() if n.shape == shape)
+    return by_shape or tuple(n for n in nodes.values() if n.id in ids)
+
+
 def _bind_nodes(graph: Graph) -> None:
     # Nodes read inherited defaults (default_max_retries, default_fidelity) from their graph.
     bound = {
@@ -248,6 +254,8 @@ class Graph:
     _incoming: Mapping[str, tuple[Edge, ...]] = field(
         init=False, eq=False, repr=False, factory=dict
     )
+    _starts: tuple[Node, ...] = field(init=False, eq=False, repr=False, default=())
+    _exits: tuple[Node, ...] = field(init=False, eq=False, repr=False, default=())
 
     def __attrs_post_init__(self) -> None:
         _bind_nodes(self)
@@ -258,6 +266,9 @@ class Graph:
             incoming.setdefault(edge.target, []).append(edge)
         object.__setattr__(self, "_outgoing", {k: tuple(v) for k, v in outgoing.items()})
         object.__setattr__(self, "_incoming", {k: tuple(v) for k, v in incoming.items()})
+        # Looked up for every node the engine runs: found once, not by a scan each time.
+        object.__setattr__(self, "_starts", _terminals(self.nodes, "Mdiamond", _START_IDS))
+        object.__setattr__(self, "_exits", _terminals(self.nodes, "Msquare", _EXIT_IDS))
 
     def evolve(self, **changes: Any) -> Graph:
         return evolve(self, **changes)
@@ -306,27 +317,21 @@ class Graph:
 
     def start_nodes(self) -> list[Node]:
         """Nodes that are a start: shape Mdiamond, or (when none has it) id start/Start."""
-        by_shape = [n for n in self.nodes.values() if n.shape == "Mdiamond"]
-        if by_shape:
-            return by_shape
-        return [n for n in self.nodes.values() if n.id in _START_IDS]
+        return list(self._starts)
 
     def exit_nodes(self) -> list[Node]:
         """Nodes that are an exit: shape Msquare, or (when none has it) id exit/end."""
-        by_shape = [n for n in self.nodes.values() if n.shape == "Msquare"]
-        if by_shape:
-            return by_shape
-        return [n for n in self.nodes.values() if n.id in _EXIT_IDS]
+        return list(self._exits)
 
     @property
     def start_node(self) -> Node | None:
-        starts = self.start_nodes()
-        return starts[0] if len(starts) == 1 else None
+        """The start node, or None when there is not exactly one."""
+        return self._starts[0] if len(self._starts) == 1 else None
 
     @property
     def exit_node(self) -> Node | None:
-        exits = self.exit_nodes()
-        return exits[0] if len(exits) == 1 else None
+        """The exit node, or None when there is not exactly one."""
+        return self._exits[0] if len(self._exits) == 1 else None
 
     def outgoing(self, node_id: str) -> tuple[Edge, ...]:
         """Edges leaving ``node_id``, in declaration order."""

@@ -18,7 +18,7 @@ from orchestra.engine.session import SessionState, load_session
 from orchestra.errors import OrchestraError, StoreError, ValidationError
 from orchestra.events import Event
 from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
-from orchestra.pipeline import Pipeline, ResumeRefused, default_state_path, resume
+from orchestra.pipeline import Pipeline, default_state_path, resume
 from orchestra.store.embedded import EmbeddedStore
 from orchestra_cli.progress import JsonLines, Progress, summary
 
@@ -244,11 +244,7 @@ def resume_command(
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    try:
-        _run_guarded(main, as_json, lambda: session)
-    except ResumeRefused as err:  # pragma: no cover - _run_guarded handles OrchestraError
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_INVALID)
+    _run_guarded(main, as_json, lambda: session)
 
 
 def _when(ms: int) -> str:

@@ -266,14 +266,14 @@ class TestInterrupt:
         assert process.returncode == 130
         assert "orchestra resume 1" in err
         assert live_processes_in_group(tool_pid) == []  # the tool's process group is gone
-        changed_dot = subprocess.run(
+        interrupted = subprocess.run(
             [str(ORCHESTRA), "status", "1", "--json"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
             check=True,
         )
-        assert json.loads(changed_dot.stdout)["status"] == "interrupted"
+        assert json.loads(interrupted.stdout)["status"] == "interrupted"
 
         resumed = subprocess.run(
             [str(ORCHESTRA), "resume", "1", "--quiet"],

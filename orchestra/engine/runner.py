@@ -252,6 +252,7 @@ class Runner:
         attempts = 1 if handler_type in _NO_RETRY else policy.max_attempts
         context.set("current_node", node.id)
         stage_dir = self.logs_root / node.id
+        await self._mirror.settle(stage_dir)
         outcome = Outcome.fail("not run")
         for attempt in range(1, attempts + 1):
             execution = self.state.executions.get(node.id, 0) + 1
@@ -556,10 +557,22 @@ class _MirrorWriter:
     so the next node need not wait for the filesystem."""
 
     def __init__(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[Path, Any]](math.inf)
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[Path, str]](math.inf)
+        self._pending: set[Path] = set()
+        self._settled = anyio.Event()
+        self._settled.set()
 
     def write(self, path: Path, data: Any) -> None:
+        if self._settled.is_set():
+            self._settled = anyio.Event()
+        self._pending.add(path)
         self._send.send_nowait((path, _to_json(data)))
+
+    async def settle(self, directory: Path) -> None:
+        """Wait until no write into ``directory`` is queued: a stage that runs again (and a
+        tool that writes its own status.json) must not find an old file land after it."""
+        if any(path.parent == directory for path in self._pending):
+            await self._settled.wait()
 
     def close(self) -> None:
         self._send.close()
@@ -574,6 +587,9 @@ class _MirrorWriter:
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 await anyio.to_thread.run_sync(_write_texts, batch)
+                self._pending.difference_update(path for path, _ in batch)
+                if not self._pending:
+                    self._settled.set()
 
 
 def _to_json(data: Any) -> str:
@@ -583,7 +599,9 @@ def _to_json(data: Any) -> str:
 
 
 def _write_texts(files: list[tuple[Path, str]]) -> None:
-    latest = dict(files)  # a later version of the same file replaces an earlier one
+    """Write each file atomically (a crash leaves the old file or the new one, never half
+    of one); a later version of the same file replaces an earlier one in the list."""
+    latest = dict(files)
     for path, text in latest.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
@@ -592,7 +610,4 @@ def _write_texts(files: list[tuple[Path, str]]) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never half of one."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(_to_json(data), encoding="utf-8")
-    temporary.replace(path)
+    _write_texts([(path, _to_json(data))])

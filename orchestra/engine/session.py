@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -323,7 +323,3 @@ class SessionRecorder:
         await self._append(
             SESSION_ENDED, {"status": status, "reason": reason, "time_ms": _now_ms()}
         )
-
-    async def history(self) -> Sequence[TurnRecord]:
-        head = await self.store.get_head(self.context_id)
-        return await self.store.get_last(self.context_id, limit=head.head_depth + 1)

@@ -26,7 +26,7 @@ from orchestra.events import (
     ParallelCompleted,
     ParallelStarted,
 )
-from orchestra.graph import SHAPE_HANDLER_TYPES, Graph, Node
+from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome, StageStatus
 
@@ -36,10 +36,6 @@ __all__ = ["FanInHandler", "ParallelHandler", "find_join"]
 _Finished = tuple[str, dict[str, Any], anyio.Event]
 
 _RANK = {"success": 0, "partial_success": 1, "retry": 2, "skipped": 3, "fail": 4}
-
-
-def _is_fan_in(node: Node) -> bool:
-    return (node.type or SHAPE_HANDLER_TYPES.get(node.shape, "")) == "parallel.fan_in"
 
 
 def find_join(graph: Graph, node: Node) -> str:
@@ -52,7 +48,7 @@ def find_join(graph: Graph, node: Node) -> str:
             continue
         seen.add(current)
         candidate = graph.nodes.get(current)
-        if candidate is not None and _is_fan_in(candidate):
+        if candidate is not None and candidate.handler_type == "parallel.fan_in":
             return current
         queue.extend(edge.target for edge in graph.outgoing(current))
     return ""

@@ -28,9 +28,10 @@ class HandlerRegistry:
         if node.type and node.type in self._handlers:
             return node.type
         if "shape" not in node.attrs and not node.type:
-            if graph.start_node is node or (graph.start_node and graph.start_node.id == node.id):
+            start, exit_node = graph.start_node, graph.exit_node
+            if start is not None and start.id == node.id:
                 return "start"
-            if graph.exit_node and graph.exit_node.id == node.id:
+            if exit_node is not None and exit_node.id == node.id:
                 return "exit"
         by_shape = SHAPE_HANDLER_TYPES.get(node.shape)
         if by_shape is not None and by_shape in self._handlers:
