@@ -11,8 +11,9 @@ a caller would naturally catch, so ``except ValueError`` still works for bad inp
     ├── StylesheetSyntaxError (ValueError) a model_stylesheet that does not parse, with line:col
     ├── TransformError (TypeError)         a custom transform that did not return a Graph
     ├── ValidationError (ValueError)       a graph with error-severity diagnostics
-    └── StoreError (OSError)               durable state that cannot be read or written
-        └── ContextNotFound (LookupError)  a session or turn id the store does not have
+    ├── StoreError (OSError)               durable state that cannot be read or written
+    │   └── ContextNotFound (LookupError)  a session or turn id the store does not have
+    └── RunDirectoryError (OSError)        a run directory file that cannot be written
 
 Every error renders as one line a person can act on, naming the file, line and column
 (or the node) it concerns; ``str(err)`` is that line.
@@ -33,6 +34,7 @@ __all__ = [
     "DotSyntaxError",
     "OrchestraError",
     "PipelineFileError",
+    "RunDirectoryError",
     "StoreError",
     "StylesheetSyntaxError",
     "TransformError",
@@ -138,3 +140,9 @@ class StoreError(OrchestraError, OSError):
 
 class ContextNotFound(StoreError, LookupError):
     """A context (session) or turn id that the store does not hold."""
+
+
+class RunDirectoryError(OrchestraError, OSError):
+    """A file of the run directory (``status.json``, ``checkpoint.json``) that cannot be
+    written. The store still holds every checkpoint, so the run can be resumed once the
+    directory is writable again."""

@@ -21,7 +21,7 @@ from orchestra.engine.context import Context
 from orchestra.engine.retry import PRESETS, Backoff, policy_for
 from orchestra.engine.routing import accelerator_key, normalize_label
 from orchestra.engine.session import CHECKPOINT, SESSION_ENDED, decode, load_session
-from orchestra.errors import StoreError
+from orchestra.errors import RunDirectoryError, StoreError
 from orchestra.events import (
     CheckpointSaved,
     Event,
@@ -778,6 +778,22 @@ class TestRunDirectory:
         assert [c["node_id"] for c in checkpoints] == nodes
         mirror = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
         assert (mirror["current_node"], mirror["completed_nodes"]) == ("done", nodes)
+
+    async def test_unwritable_stage_directory_stops_the_run_with_its_path(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """A stage directory that cannot be made (a file is in its place) stops the run with
+        a RunDirectoryError naming the path; the checkpoints before it stay in the store."""
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "work").write_text("in the way")
+        pipeline = load(LINEAR, tmp_path, store, handlers={"probe": Probe()})
+
+        with pytest.raises(RunDirectoryError, match=r"run/work.*cannot write the run directory"):
+            await pipeline.run()
+
+        sessions = await store.list_contexts()
+        checkpoints = await checkpoint_turns(store, str(sessions[0].context_id))
+        assert [c["node_id"] for c in checkpoints][:2] == ["start", "work"]
 
 
 class TestStatusFiles:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from orchestra.engine.session import load_session
@@ -97,6 +98,51 @@ class TestStoreProtocol:
             await store.get_blob(b"\0" * 32)
 
 
+class TestWrites:
+    """Small writes run on the event loop's thread unless something would make them wait."""
+
+    async def test_append_waits_for_another_writer_off_the_event_loop(self, tmp_path: Path) -> None:
+        """While another connection holds SQLite's write lock, an append waits in a worker
+        thread: the event loop keeps running other tasks, and the turn lands once the lock
+        is released."""
+        store = await EmbeddedStore.open(tmp_path / "s.db")
+        context = (await store.create_context()).context_id
+        blocker = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        landed = anyio.Event()
+
+        async def write() -> None:
+            await append(store, context, "after the lock")
+            landed.set()
+
+        async with anyio.create_task_group() as group:
+            began = anyio.current_time()
+            group.start_soon(write)
+            await anyio.wait_all_tasks_blocked()
+            # SQLite's default busy timeout is 5 s: an append that waited on the loop's
+            # thread would have held this task back that long.
+            assert anyio.current_time() - began < 1
+            assert not landed.is_set()
+            blocker.execute("COMMIT")
+            await landed.wait()
+        blocker.close()
+        assert [unpack(t.payload) for t in await store.get_last(context)] == [{1: "after the lock"}]
+        await store.close()
+
+    async def test_write_ahead_log_is_checkpointed_as_it_grows(self, tmp_path: Path) -> None:
+        """Inline writes never checkpoint the WAL themselves; the store does it every few
+        hundred writes, so the WAL stays far smaller than the pages those writes made."""
+        store = await EmbeddedStore.open(tmp_path / "s.db")
+        context = (await store.create_context()).context_id
+        appends = 1500
+        for i in range(appends):
+            await append(store, context, i)
+        wal = (tmp_path / "s.db-wal").stat().st_size
+        assert wal < appends * 4096  # each append commits three or more 4 KiB pages
+        assert len(await store.get_last(context, limit=appends)) == appends
+        await store.close()
+
+
 class TestDatabaseFaults:
     async def test_reopening_keeps_every_turn(self, tmp_path: Path) -> None:
         """Turns written by one store object are there for the next one (a new process)."""
@@ -127,7 +173,9 @@ class TestDatabaseFaults:
         chain = " -> ".join(["start", *(f"n{i}" for i in range(6)), "exit"])
         dot = f"digraph full {{ start [shape=Mdiamond]; exit [shape=Msquare]\n{nodes}\n{chain} }}"
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-        store._db.execute(f"PRAGMA max_page_count = {pages + 150}")  # room for ~2 outputs
+        for connection in (store._db, store._inline):  # the limit is per connection
+            assert connection is not None
+            connection.execute(f"PRAGMA max_page_count = {pages + 150}")  # room for ~2 outputs
         pipeline = Pipeline.load(dot, store=store, logs_root=tmp_path / "run")
         with pytest.raises(StoreError, match="disk is full"):
             await pipeline.run()
@@ -136,7 +184,9 @@ class TestDatabaseFaults:
         assert state.completed_nodes[:2] == ["start", "n0"]
         assert len(state.completed_nodes) < 7
 
-        store._db.execute("PRAGMA max_page_count = 1073741823")
+        for connection in (store._db, store._inline):
+            assert connection is not None
+            connection.execute("PRAGMA max_page_count = 1073741823")
         result = await resume(pipeline.session_id, store=store)
         assert result.succeeded
         assert result.completed_nodes[-1] == "exit"

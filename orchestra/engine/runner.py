@@ -8,8 +8,6 @@ loses at most the node that was running, and a node that completed never runs ag
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ import attrs
 
 from orchestra.backends.base import CodergenBackend
 from orchestra.engine.context import Context
+from orchestra.engine.mirror import MirrorWriter, write_json
 from orchestra.engine.retry import policy_for
 from orchestra.engine.routing import select_edge
 from orchestra.engine.session import SessionRecorder, SessionState
@@ -100,7 +99,7 @@ class Runner:
         self._index = len(state.completed_nodes)
         self._started = time.monotonic()
         self._next_mirror = 0.0
-        self._mirror = _MirrorWriter()
+        self._mirror = MirrorWriter()
 
     # the loop ---------------------------------------------------------------------------
 
@@ -118,21 +117,14 @@ class Runner:
             )
         )
         self._write_manifest()
-        failure: Exception | None = None
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._mirror.run)
-                try:
-                    outcome = await self._traverse()
-                except Exception as err:  # raised below as itself, not in an ExceptionGroup
-                    failure = err
-                finally:
-                    self._mirror.close()
-            if failure is not None:
-                raise failure
+            outcome = await self._traverse()
+            await self._mirror.close()
         except BaseException:
             # Everything up to the last checkpoint is durable; mark where it stopped if the
             # store still takes writes, and let the cause through either way.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self._mirror.close()
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 self._write_checkpoint_file(force=True)
                 await self.recorder.ended("interrupted", "stopped before the run ended")
@@ -289,7 +281,10 @@ class Runner:
             terminal = False
             result: Outcome | None
             try:
-                with anyio.fail_after(node.timeout.seconds if node.timeout else None):
+                if node.timeout:
+                    with anyio.fail_after(node.timeout.seconds):
+                        result = await handler.execute(node, context, self.graph, stage)
+                else:  # no cancel scope to enter and leave: a wide fan-out starts sooner
                     result = await handler.execute(node, context, self.graph, stage)
             except TimeoutError:
                 result = Outcome.fail(f"timed out after {node.timeout}")
@@ -443,6 +438,7 @@ class Runner:
         )
         self.state.checkpoints.append((turn.turn_id, node.id, turn.created_at_ms))
         self._write_checkpoint_file()
+        self._mirror.check()
         await self.emit(
             CheckpointSaved(session_id=self.session_id, node_id=node.id, turn_id=turn.turn_id)
         )
@@ -485,7 +481,7 @@ class Runner:
             "dot_file": self.graph.path,
             "variables": self.variables,
         }
-        _write_json(self.logs_root / "manifest.json", manifest)
+        write_json(self.logs_root / "manifest.json", manifest)
 
     def _write_checkpoint_file(self, *, force: bool = False) -> None:
         """Mirror the state to ``checkpoint.json``. The store is the source of truth (every
@@ -507,7 +503,7 @@ class Runner:
             "session_id": self.session_id,
         }
         if force:
-            _write_json(self.logs_root / "checkpoint.json", data)
+            write_json(self.logs_root / "checkpoint.json", data)
         else:
             self._mirror.write(self.logs_root / "checkpoint.json", data)
         self._next_mirror = now + 10 * (time.monotonic() - now)
@@ -549,65 +545,3 @@ class Runner:
             duration=duration,
             node_outcomes=dict(self.state.node_outcomes),
         )
-
-
-class _MirrorWriter:
-    """Writes the run directory's files (status.json, checkpoint.json) in a worker thread,
-    in order, behind the run: they mirror the store, which already holds every checkpoint,
-    so the next node need not wait for the filesystem."""
-
-    def __init__(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[Path, str]](math.inf)
-        self._pending: set[Path] = set()
-        self._settled = anyio.Event()
-        self._settled.set()
-
-    def write(self, path: Path, data: Any) -> None:
-        if self._settled.is_set():
-            self._settled = anyio.Event()
-        self._pending.add(path)
-        self._send.send_nowait((path, _to_json(data)))
-
-    async def settle(self, directory: Path) -> None:
-        """Wait until no write into ``directory`` is queued: a stage that runs again (and a
-        tool that writes its own status.json) must not find an old file land after it."""
-        if any(path.parent == directory for path in self._pending):
-            await self._settled.wait()
-
-    def close(self) -> None:
-        self._send.close()
-
-    async def run(self) -> None:
-        async with self._receive:
-            async for first in self._receive:
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await anyio.to_thread.run_sync(_write_texts, batch)
-                self._pending.difference_update(path for path, _ in batch)
-                if not self._pending:
-                    self._settled.set()
-
-
-def _to_json(data: Any) -> str:
-    # One line: without indent, json uses its C encoder, several times faster on the large
-    # checkpoint mirror; `jq .` shows it indented.
-    return json.dumps(data, default=str, ensure_ascii=False) + "\n"
-
-
-def _write_texts(files: list[tuple[Path, str]]) -> None:
-    """Write each file atomically (a crash leaves the old file or the new one, never half
-    of one); a later version of the same file replaces an earlier one in the list."""
-    latest = dict(files)
-    for path, text in latest.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _write_texts([(path, _to_json(data))])

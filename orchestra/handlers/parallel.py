@@ -82,7 +82,11 @@ class ParallelHandler:
                 branches=tuple(branches),
             )
         )
-        fan_out = _FanOut(node, context, stage, policy, anyio.CapacityLimiter(limit), results)
+        to_run = sum(target not in results for target in branches)
+        # A limiter that could never make a branch wait would only add a pass through the
+        # event loop to every branch's start.
+        limiter = anyio.CapacityLimiter(limit) if limit < to_run else None
+        fan_out = _FanOut(node, context, stage, policy, limiter, results)
         finished, to_keep = anyio.create_memory_object_stream[_Finished](math.inf)
         async with anyio.create_task_group() as keeper:
             keeper.start_soon(_keep_results, to_keep, stage)
@@ -128,7 +132,7 @@ class _FanOut:
         context: Context,
         stage: StageRun,
         policy: str,
-        limiter: anyio.CapacityLimiter,
+        limiter: anyio.CapacityLimiter | None,
         results: dict[str, dict[str, Any]],
     ) -> None:
         self.node = node
@@ -155,47 +159,59 @@ class _FanOut:
         group: anyio.abc.TaskGroup,
         finished: MemoryObjectSendStream[_Finished],
     ) -> None:
+        if self.limiter is None:
+            await self._run_branch(index, target, group, finished)
+        else:
+            async with self.limiter:
+                await self._run_branch(index, target, group, finished)
+
+    async def _run_branch(
+        self,
+        index: int,
+        target: str,
+        group: anyio.abc.TaskGroup,
+        finished: MemoryObjectSendStream[_Finished],
+    ) -> None:
         stage = self.stage
-        async with self.limiter:
-            await stage.emit(
-                ParallelBranchStarted(
-                    session_id=stage.session_id, node_id=self.node.id, branch=target, index=index
-                )
+        await stage.emit(
+            ParallelBranchStarted(
+                session_id=stage.session_id, node_id=self.node.id, branch=target, index=index
             )
-            began = time.monotonic()
-            try:
-                result = await stage.run_branch(target, self.context.clone(), target)
-                outcome, completed = result.outcome, list(result.completed_nodes)
-            except Exception as err:  # one branch's crash is that branch's failure
-                outcome, completed = Outcome.fail(f"{type(err).__name__}: {err}"), []
-            data = {
-                "id": target,
-                "execution": stage.execution,
-                "outcome": outcome.status.value,
-                "notes": outcome.notes,
-                "failure_reason": outcome.failure_reason,
-                "preferred_label": outcome.preferred_label,
-                "completed_nodes": completed,
-                "context_updates": dict(outcome.context_updates),
-            }
-            self.results[target] = data
-            durable = anyio.Event()
-            finished.send_nowait((target, data, durable))
-            with anyio.CancelScope(shield=True):
-                await durable.wait()  # recorded before this branch's slot is given up
-            await stage.emit(
-                ParallelBranchCompleted(
-                    session_id=stage.session_id,
-                    node_id=self.node.id,
-                    branch=target,
-                    index=index,
-                    duration=time.monotonic() - began,
-                    success=outcome.status.is_success,
-                    status=outcome.status.value,
-                )
+        )
+        began = time.monotonic()
+        try:
+            result = await stage.run_branch(target, self.context.clone(), target)
+            outcome, completed = result.outcome, list(result.completed_nodes)
+        except Exception as err:  # one branch's crash is that branch's failure
+            outcome, completed = Outcome.fail(f"{type(err).__name__}: {err}"), []
+        data = {
+            "id": target,
+            "execution": stage.execution,
+            "outcome": outcome.status.value,
+            "notes": outcome.notes,
+            "failure_reason": outcome.failure_reason,
+            "preferred_label": outcome.preferred_label,
+            "completed_nodes": completed,
+            "context_updates": dict(outcome.context_updates),
+        }
+        self.results[target] = data
+        durable = anyio.Event()
+        finished.send_nowait((target, data, durable))
+        with anyio.CancelScope(shield=True):
+            await durable.wait()  # recorded before this branch's slot is given up
+        await stage.emit(
+            ParallelBranchCompleted(
+                session_id=stage.session_id,
+                node_id=self.node.id,
+                branch=target,
+                index=index,
+                duration=time.monotonic() - began,
+                success=outcome.status.is_success,
+                status=outcome.status.value,
             )
-            if self.policy == "first_success" and outcome.status.is_success:
-                group.cancel_scope.cancel()
+        )
+        if self.policy == "first_success" and outcome.status.is_success:
+            group.cancel_scope.cancel()
 
 
 async def _keep_results(finished: MemoryObjectReceiveStream[_Finished], stage: StageRun) -> None:
