@@ -779,6 +779,31 @@ class TestRunDirectory:
         mirror = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
         assert (mirror["current_node"], mirror["completed_nodes"]) == ("done", nodes)
 
+    async def test_checkpoint_stores_a_context_update_once(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """A 10 KB context update is stored once in its checkpoint, not again inside the
+        outcome; the loaded session still has the outcome's updates whole, in order."""
+        big, small = "x" * 10_000, "kept"
+        outcome = Outcome.success(context_updates={"notes.big": big, "outcome": small})
+        source = single('type="probe"')
+        pipeline = load(source, tmp_path, store, handlers={"probe": Probe({"work": outcome})})
+
+        result = await pipeline.run()
+
+        head = await store.get_head(int(result.session_id))
+        turns = await store.get_last(int(result.session_id), limit=head.head_depth + 1)
+        work = [t for t in turns if t.type_id == CHECKPOINT and decode(t)["node_id"] == "work"]
+        assert 10_000 < len(work[0].payload) < 15_000
+        state = await load_session(store, result.session_id)
+        # "outcome" differs from the context's (the engine sets it after the updates), so it
+        # is kept in the outcome; "notes.big" comes back from the context.
+        assert state.node_outcomes["work"]["context_updates"] == {
+            "notes.big": big,
+            "outcome": small,
+        }
+        assert list(state.node_outcomes["work"]["context_updates"]) == ["notes.big", "outcome"]
+
     async def test_unwritable_stage_directory_stops_the_run_with_its_path(
         self, tmp_path: Path, store: EmbeddedStore
     ) -> None:

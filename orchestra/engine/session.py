@@ -61,6 +61,10 @@ SCHEMAS: Mapping[str, tuple[str, ...]] = {
         "restarts",
         "reset",
         "time_ms",
+        # The outcome's context_updates keys, in order, when some of their values are left
+        # out of "outcome" because "context_set" holds the same value (it usually does: a
+        # 1 KB update would otherwise be stored twice in every checkpoint).
+        "update_keys",
     ),
     RECORDED: ("node_id", "kind", "entries", "time_ms"),
     SESSION_ENDED: ("status", "reason", "time_ms"),
@@ -91,6 +95,35 @@ def decode(turn: TurnRecord) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise StoreError(f"turn {turn.turn_id} ({turn.type_id}) is not a map")
     return {name: raw.get(tag) for tag, name in enumerate(names, 1)}
+
+
+def _outcome_without_set_values(
+    outcome: Mapping[str, Any], context_set: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str] | None]:
+    """The outcome with the context updates that ``context_set`` repeats left out, and the
+    updates' keys in order (None when nothing was left out)."""
+    updates: Mapping[str, Any] = outcome.get("context_updates") or {}
+    kept = {
+        key: value
+        for key, value in updates.items()
+        if key not in context_set or context_set[key] != value
+    }
+    if len(kept) == len(updates):
+        return dict(outcome), None
+    return {**outcome, "context_updates": kept}, list(updates)
+
+
+def _full_outcome(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's outcome with its context updates whole again."""
+    outcome = dict(fields.get("outcome") or {})
+    keys = fields.get("update_keys")
+    if keys:
+        kept = outcome.get("context_updates") or {}
+        context_set = fields.get("context_set") or {}
+        outcome["context_updates"] = {
+            key: kept[key] if key in kept else context_set[key] for key in keys
+        }
+    return outcome
 
 
 def _now_ms() -> int:
@@ -166,7 +199,7 @@ class SessionState:
             self.recorded.clear()
         else:
             self.completed_nodes.append(node_id)
-            self.node_outcomes[node_id] = dict(fields.get("outcome") or {})
+            self.node_outcomes[node_id] = _full_outcome(fields)
             self.recorded.pop(node_id, None)
         self.context.update(fields.get("context_set") or {})
         self.retries.update(fields.get("retries") or {})
@@ -295,12 +328,14 @@ class SessionRecorder:
         restarts: int = 0,
         reset: bool = False,
     ) -> TurnRecord:
+        outcome, update_keys = _outcome_without_set_values(outcome, context_set)
         return await self._append(
             CHECKPOINT,
             {
                 "node_id": node_id,
                 "status": status,
-                "outcome": dict(outcome),
+                "outcome": outcome,
+                "update_keys": update_keys,
                 "context_set": dict(context_set),
                 "retries": dict(retries),
                 "visits": {_visit_key(s, t): n for (s, t), n in visits.items()},
