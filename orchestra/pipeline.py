@@ -24,7 +24,7 @@ from orchestra.handlers import HandlerRegistry, default_registry
 from orchestra.handlers.base import Handler
 from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
 from orchestra.store.base import Store, content_hash
-from orchestra.store.embedded import EmbeddedStore
+from orchestra.store.location import open_store
 from orchestra.transforms import TransformLike, apply_transforms
 from orchestra.validation import Diagnostic, LintRule, Severity, validate
 
@@ -125,19 +125,25 @@ class Pipeline:
             logs_root=logs_root,
         )
 
-    async def _open_store(self) -> Store:
-        if self._store is None:
-            self._store = await EmbeddedStore.open(default_state_path())
-        return self._store
-
     def events(self) -> AsyncIterator[Event]:
         """Every event of the next ``run``, as an async iterator that ends with the run.
         Call it before ``run`` starts (e.g. in a task group beside it)."""
         return self.bus.events()
 
     async def run(self, *, on_event: EventCallback | None = None) -> RunResult:
-        """Run the pipeline as a new session; returns when it ends."""
-        store = await self._open_store()
+        """Run the pipeline as a new session; returns when it ends. Without a ``store`` given
+        to ``load``, the run opens the configured one (``orchestra.store.location``) and
+        closes it at the end."""
+        if self._store is not None:
+            return await self._run(self._store, on_event)
+        store = await open_store()
+        try:
+            return await self._run(store, on_event)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    async def _run(self, store: Store, on_event: EventCallback | None) -> RunResult:
         recorder = await SessionRecorder.start(
             store,
             pipeline=self.graph.name,
@@ -197,7 +203,22 @@ async def resume(
     """Continue a crashed or interrupted session from its last checkpoint, in its own run
     directory. Refuses a finished session, and one whose DOT file changed since it began
     (unless ``force``); if the file is gone, the source recorded in the store is used."""
-    store = store or await EmbeddedStore.open(default_state_path())
+    if store is None:
+        opened = await open_store()
+        try:
+            return await resume(
+                session_id,
+                store=opened,
+                backend=backend,
+                interviewer=interviewer,
+                handlers=handlers,
+                force=force,
+                on_event=on_event,
+                sleep=sleep,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opened.close()
     state = await load_session(store, session_id)
     if state.ended in ("success", "fail"):
         raise ResumeRefused(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio.from_thread
 import pytest
 
+from orchestra.store.base import Store
+from orchestra.store.cxdb.fake import FakeCxdb
+from orchestra.store.cxdb.store import CxdbStore
 from orchestra.store.embedded import EmbeddedStore
 
 
@@ -14,5 +20,44 @@ from orchestra.store.embedded import EmbeddedStore
 async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
     """An embedded store in a fresh temporary file, closed after the test."""
     opened = await EmbeddedStore.open(tmp_path / "state.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def cxdb_portal() -> Iterator[anyio.from_thread.BlockingPortal]:
+    """An event loop in a thread of its own, for servers the tests talk to."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        yield portal
+
+
+@pytest.fixture
+def cxdb_server(cxdb_portal: anyio.from_thread.BlockingPortal) -> Iterator[FakeCxdb]:
+    """A fake CXDB server (binary and HTTP on 127.0.0.1) serving from ``cxdb_portal``'s
+    thread, so async fixtures and tests can use it freely; call its coroutines (restart)
+    through the portal."""
+    with cxdb_portal.wrap_async_context_manager(FakeCxdb()) as server:
+        yield server
+
+
+def _store_kinds() -> list[Any]:
+    kinds: list[Any] = ["embedded", "cxdb"]
+    if os.environ.get("CXDB_URL"):
+        kinds.append(pytest.param("cxdb-server", marks=pytest.mark.integration))
+    return kinds
+
+
+@pytest.fixture(params=_store_kinds())
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each store implementation in turn, fresh: the embedded store, the CXDB client on the
+    fake server and, when CXDB_URL is set, on that real server."""
+    opened: Store
+    if request.param == "embedded":
+        opened = await EmbeddedStore.open(tmp_path / "state.db")
+    elif request.param == "cxdb":
+        server: FakeCxdb = request.getfixturevalue("cxdb_server")
+        opened = await CxdbStore.open(server.url)
+    else:
+        opened = await CxdbStore.open(os.environ["CXDB_URL"])
     yield opened
     await opened.close()

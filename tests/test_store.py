@@ -27,75 +27,77 @@ async def append(store: Store, context_id: int, value: object, parent: int = 0) 
 
 
 class TestStoreProtocol:
-    async def test_empty_context_has_no_head(self, store: EmbeddedStore) -> None:
-        """A new context's head is turn 0 at depth 0, and it has no turns."""
-        head = await store.create_context()
-        assert (head.head_turn_id, head.head_depth) == (0, 0)
-        assert await store.get_last(head.context_id) == []
+    """The conformance suite: every test runs on each store implementation."""
 
-    async def test_appends_chain_from_the_head(self, store: EmbeddedStore) -> None:
+    async def test_empty_context_has_no_head(self, any_store: Store) -> None:
+        """A new context's head is turn 0 at depth 0, and it has no turns."""
+        head = await any_store.create_context()
+        assert (head.head_turn_id, head.head_depth) == (0, 0)
+        assert await any_store.get_last(head.context_id) == []
+
+    async def test_appends_chain_from_the_head(self, any_store: Store) -> None:
         """Each append's parent is the previous head; depth counts from 0 (CXDB)."""
-        context = (await store.create_context()).context_id
-        ids = [await append(store, context, n) for n in range(3)]
-        turns = await store.get_last(context, limit=10)
+        context = (await any_store.create_context()).context_id
+        ids = [await append(any_store, context, n) for n in range(3)]
+        turns = await any_store.get_last(context, limit=10)
         assert [t.turn_id for t in turns] == ids
         assert [t.depth for t in turns] == [0, 1, 2]
         assert [t.parent_turn_id for t in turns] == [0, ids[0], ids[1]]
         assert [unpack(t.payload) for t in turns] == [{1: 0}, {1: 1}, {1: 2}]
         assert turns[0].content_hash == content_hash(turns[0].payload)
-        head = await store.get_head(context)
+        head = await any_store.get_head(context)
         assert (head.head_turn_id, head.head_depth) == (ids[-1], 2)
 
-    async def test_get_last_returns_the_newest_oldest_first(self, store: EmbeddedStore) -> None:
+    async def test_get_last_returns_the_newest_oldest_first(self, any_store: Store) -> None:
         """limit=N gives the last N turns of the history, in order."""
-        context = (await store.create_context()).context_id
-        ids = [await append(store, context, n) for n in range(5)]
-        assert [t.turn_id for t in await store.get_last(context, limit=2)] == ids[-2:]
+        context = (await any_store.create_context()).context_id
+        ids = [await append(any_store, context, n) for n in range(5)]
+        assert [t.turn_id for t in await any_store.get_last(context, limit=2)] == ids[-2:]
 
-    async def test_fork_shares_history_and_leaves_the_original(self, store: EmbeddedStore) -> None:
+    async def test_fork_shares_history_and_leaves_the_original(self, any_store: Store) -> None:
         """A fork at a turn sees that turn's ancestors; appends to it do not touch the
         original context."""
-        original = (await store.create_context()).context_id
-        ids = [await append(store, original, n) for n in range(3)]
-        fork = await store.fork_context(ids[1])
+        original = (await any_store.create_context()).context_id
+        ids = [await append(any_store, original, n) for n in range(3)]
+        fork = await any_store.fork_context(ids[1])
         assert (fork.head_turn_id, fork.head_depth) == (ids[1], 1)
-        forked = await append(store, fork.context_id, "fork")
-        assert [t.turn_id for t in await store.get_last(fork.context_id)] == [
+        forked = await append(any_store, fork.context_id, "fork")
+        assert [t.turn_id for t in await any_store.get_last(fork.context_id)] == [
             ids[0],
             ids[1],
             forked,
         ]
-        assert [t.turn_id for t in await store.get_last(original)] == ids
+        assert [t.turn_id for t in await any_store.get_last(original)] == ids
 
-    async def test_blobs_are_content_addressed_and_stored_once(self, store: EmbeddedStore) -> None:
+    async def test_blobs_are_content_addressed_and_stored_once(self, any_store: Store) -> None:
         """put_blob returns the BLAKE3 hash; the same bytes twice are one blob."""
         data = b"x" * 10_000
-        first = await store.put_blob(data)
+        first = await any_store.put_blob(data)
         assert first == content_hash(data)
-        assert await store.put_blob(data) == first
-        assert await store.get_blob(first) == data
+        assert await any_store.put_blob(data) == first
+        assert await any_store.get_blob(first) == data
 
-    async def test_metadata_of_the_first_turn_names_the_context(self, store: EmbeddedStore) -> None:
+    async def test_metadata_of_the_first_turn_names_the_context(self, any_store: Store) -> None:
         """Key 30 of the depth-0 turn (CXDB's convention) gives title, labels and tag."""
-        context = (await store.create_context()).context_id
-        await store.append_turn(
+        context = (await any_store.create_context()).context_id
+        await any_store.append_turn(
             context, "t", 1, pack({30: {1: "orchestra", 2: "My run", 3: ["a", "b"]}})
         )
-        [summary] = await store.list_contexts()
+        [summary] = await any_store.list_contexts()
         assert (summary.title, summary.labels, summary.client_tag) == (
             "My run",
             ("a", "b"),
             "orchestra",
         )
 
-    async def test_unknown_ids_raise_context_not_found(self, store: EmbeddedStore) -> None:
+    async def test_unknown_ids_raise_context_not_found(self, any_store: Store) -> None:
         """An unknown context, turn or blob is ContextNotFound (a LookupError)."""
         with pytest.raises(ContextNotFound):
-            await store.get_head(999)
+            await any_store.get_head(999)
         with pytest.raises(ContextNotFound):
-            await store.fork_context(999)
+            await any_store.fork_context(999)
         with pytest.raises(LookupError):
-            await store.get_blob(b"\0" * 32)
+            await any_store.get_blob(b"\0" * 32)
 
 
 class TestWrites:

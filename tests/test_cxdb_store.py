@@ -1,0 +1,287 @@
+"""The CXDB store beyond the shared conformance suite: URLs, faults (dropped connections,
+a restarted server, corrupt frames, hash mismatches), pipelining, and whole runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import anyio.to_thread
+import pytest
+
+from orchestra.engine.session import load_session
+from orchestra.errors import StoreError
+from orchestra.events import Event, StageStarted
+from orchestra.interviewer.base import (
+    Answer,
+    AutoApproveInterviewer,
+    CallbackInterviewer,
+    Question,
+)
+from orchestra.pipeline import Pipeline, resume
+from orchestra.store.base import content_hash, pack, unpack
+from orchestra.store.cxdb import protocol as p
+from orchestra.store.cxdb.bundle import BUNDLE_ID, bundle_bytes
+from orchestra.store.cxdb.fake import FakeCxdb
+from orchestra.store.cxdb.store import CxdbAddress, CxdbStore, parse_cxdb_url
+from orchestra.store.location import open_store, resolve_store
+
+
+@pytest.fixture
+async def cxdb(cxdb_server: FakeCxdb) -> AsyncIterator[CxdbStore]:
+    """A CXDB store on a fresh fake server."""
+    store = await CxdbStore.open(cxdb_server.url)
+    yield store
+    await store.close()
+
+
+async def append(store: CxdbStore, context_id: int, value: object) -> int:
+    turn = await store.append_turn(context_id, "test.Turn", 1, pack({1: value}))
+    return turn.turn_id
+
+
+class TestUrls:
+    def test_full_url(self) -> None:
+        """Host, binary port and the HTTP address all come from the URL."""
+        assert parse_cxdb_url("cxdb://db.internal:7000?http=web.internal:7001") == CxdbAddress(
+            "db.internal", 7000, "web.internal", 7001
+        )
+
+    def test_defaults_are_cxdbs_ports_on_the_same_host(self) -> None:
+        """Without ports the binary port is 9009 and HTTP is port 9010 of the same host."""
+        assert parse_cxdb_url("cxdb://db") == CxdbAddress("db", 9009, "db", 9010)
+
+    @pytest.mark.parametrize(
+        ("url", "problem"),
+        [
+            ("http://db:9009", "not a CXDB URL"),
+            ("cxdb://db:port", "port is not a number"),
+            ("cxdb://db?grpc=1", "unknown option 'grpc'"),
+        ],
+    )
+    def test_bad_urls_say_what_is_wrong(self, url: str, problem: str) -> None:
+        """A malformed URL is a StoreError naming it and the problem."""
+        with pytest.raises(StoreError, match=problem):
+            parse_cxdb_url(url)
+
+    def test_store_choice_follows_flag_then_environment_then_config(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--store wins over CXDB_URL, which wins over orchestra.yaml's cxdb.url, which wins
+        over the default path."""
+        (tmp_path / "orchestra.yaml").write_text("cxdb:\n  url: cxdb://from-config\n")
+        nested = tmp_path / "pipelines"
+        nested.mkdir()
+        monkeypatch.delenv("CXDB_URL", raising=False)
+        assert resolve_store(None, nested) == "cxdb://from-config"
+        monkeypatch.setenv("CXDB_URL", "cxdb://from-env")
+        assert resolve_store(None, nested) == "cxdb://from-env"
+        assert resolve_store("local.db", nested) == "local.db"
+
+    async def test_unreachable_server_is_a_clear_error(self) -> None:
+        """Nothing listening at the URL: a StoreError naming the address, no traceback."""
+        with anyio.fail_after(30):
+            listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            await listener.aclose()  # a port that was free a moment ago
+            with pytest.raises(StoreError, match=f"127.0.0.1:{port}: cannot reach the CXDB server"):
+                await open_store(f"cxdb://127.0.0.1:{port}")
+
+
+class TestFaults:
+    async def test_connection_dropped_before_an_append_lands(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """The server closes the connection without taking the append: the client sends it
+        again on a new connection, and the turn is written once."""
+        context = (await cxdb.create_context()).context_id
+        first = await append(cxdb, context, "one")
+        cxdb_server.drop_before(p.MsgType.APPEND_TURN)
+        second = await append(cxdb, context, "two")
+        turns = await cxdb.get_last(context)
+        assert [t.turn_id for t in turns] == [first, second]
+        assert [unpack(t.payload) for t in turns] == [{1: "one"}, {1: "two"}]
+
+    async def test_connection_dropped_after_an_append_lands(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """The append lands but the acknowledgement never comes: the client finds the turn
+        at the head and does not write it twice."""
+        context = (await cxdb.create_context()).context_id
+        await append(cxdb, context, "one")
+        cxdb_server.drop_after(p.MsgType.APPEND_TURN)
+        second = await append(cxdb, context, "two")
+        turns = await cxdb.get_last(context)
+        assert [unpack(t.payload) for t in turns] == [{1: "one"}, {1: "two"}]
+        assert turns[-1].turn_id == second
+        assert len(cxdb_server.turns) == 2
+
+    @pytest.mark.parametrize("when", ["before", "after"])
+    async def test_connection_dropped_mid_read(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb, when: str
+    ) -> None:
+        """A read whose connection closes is sent again and returns the full history."""
+        context = (await cxdb.create_context()).context_id
+        ids = [await append(cxdb, context, n) for n in range(3)]
+        drop = cxdb_server.drop_before if when == "before" else cxdb_server.drop_after
+        drop(p.MsgType.GET_LAST)
+        assert [t.turn_id for t in await cxdb.get_last(context)] == ids
+
+    async def test_server_restarted_between_two_appends(
+        self,
+        cxdb: CxdbStore,
+        cxdb_server: FakeCxdb,
+        cxdb_portal: anyio.from_thread.BlockingPortal,
+    ) -> None:
+        """A restart closes every connection; the next append reconnects and lands once."""
+        context = (await cxdb.create_context()).context_id
+        await append(cxdb, context, "before")
+        await anyio.to_thread.run_sync(cxdb_portal.call, cxdb_server.restart)
+        await append(cxdb, context, "after")
+        turns = await cxdb.get_last(context)
+        assert [unpack(t.payload) for t in turns] == [{1: "before"}, {1: "after"}]
+        assert len(cxdb_server.turns) == 2
+
+    async def test_corrupt_reply_to_an_append_is_checked_not_repeated(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """A malformed acknowledgement (the append did land) is treated like a lost one:
+        the client finds the turn and the history has it once."""
+        context = (await cxdb.create_context()).context_id
+        cxdb_server.corrupt_reply(p.MsgType.APPEND_TURN)
+        turn = await append(cxdb, context, "once")
+        assert [t.turn_id for t in await cxdb.get_last(context)] == [turn]
+
+    async def test_corrupt_reply_to_a_read_is_read_again(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """A malformed reply puts the connection out of step: the client drops it, reads
+        again on a new one, and gets the right answer."""
+        context = (await cxdb.create_context()).context_id
+        turn = await append(cxdb, context, "x")
+        cxdb_server.corrupt_reply(p.MsgType.GET_HEAD)
+        assert (await cxdb.get_head(context)).head_turn_id == turn
+        assert cxdb_server.requests[p.MsgType.GET_HEAD] >= 2
+
+    async def test_hash_mismatch_is_refused_before_sending(self, cxdb: CxdbStore) -> None:
+        """A payload whose hash does not match is refused by the encoder (the server would
+        close the connection without a word)."""
+        with pytest.raises(ValueError, match="content_hash"):
+            p.encode_append_turn(1, 0, "t", 1, b"\x91\x01", content_hash=b"\0" * 32)
+
+    async def test_blob_with_the_wrong_content_is_refused(self, cxdb: CxdbStore) -> None:
+        """get_blob checks the bytes against the hash asked for."""
+        digest = await cxdb.put_blob(b"right")
+        assert await cxdb.get_blob(digest) == b"right"
+        with pytest.raises(LookupError):
+            await cxdb.get_blob(content_hash(b"never stored"))
+
+
+class TestPipelining:
+    async def test_concurrent_requests_share_one_connection_in_flight(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """Appends to twenty contexts at once are written before earlier replies are read:
+        the server sees several requests in flight on one connection."""
+        contexts = [(await cxdb.create_context()).context_id for _ in range(20)]
+        async with anyio.create_task_group() as group:
+            for context in contexts:
+                group.start_soon(append, cxdb, context, context)
+        assert cxdb_server.max_in_flight > 1
+        for context in contexts:
+            assert [unpack(t.payload) for t in await cxdb.get_last(context)] == [{1: context}]
+
+    async def test_long_history_reads_payloads_as_pipelined_blobs(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """A 600-turn history comes back whole and in order (headers, then the payloads
+        fetched as blobs over the one connection)."""
+        context = (await cxdb.create_context()).context_id
+        ids = [await append(cxdb, context, n) for n in range(600)]
+        turns = await cxdb.get_last(context, limit=600)
+        assert [t.turn_id for t in turns] == ids
+        assert [unpack(t.payload)[1] for t in turns] == list(range(600))
+        assert cxdb_server.max_in_flight > 1
+
+
+class TestRegistry:
+    async def test_bundle_is_published_at_open_and_again_identically(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """Opening a store publishes Orchestra's bundle; a second open re-publishes the same
+        bytes (204), so the bundle never conflicts with itself."""
+        assert cxdb_server.bundles[BUNDLE_ID] == bundle_bytes()
+        again = await CxdbStore.open(cxdb_server.url)
+        assert again.bundle_problem == ""
+        await again.close()
+
+    def test_bundle_bytes_are_stable(self) -> None:
+        """The published bytes are pinned: a schema change must come with a new BUNDLE_ID
+        (the server refuses the same id with different bytes)."""
+        assert content_hash(bundle_bytes()).hex()[:16] == BUNDLE_HASH
+
+
+BUNDLE_HASH = "310d7ddac0acad2d"
+
+
+class TestRuns:
+    async def test_pipeline_runs_lists_and_resumes_on_cxdb(
+        self, cxdb: CxdbStore, tmp_path: Path
+    ) -> None:
+        """A run on CXDB is listed with its title, folds back into its state, and a session
+        stopped after a node resumes there without running it again."""
+        source = """
+            digraph on_cxdb {
+                graph [goal="ship"]
+                start [shape=Mdiamond]
+                a [shape=parallelogram, tool_command="echo a >> ran.txt"]
+                b [shape=parallelogram, tool_command="echo b >> ran.txt"]
+                exit [shape=Msquare]
+                start -> a -> b -> exit
+            }
+        """
+        work = tmp_path / "work"
+        work.mkdir()
+        ran = work / "ran.txt"
+        source = source.replace("ran.txt", str(ran))
+        pipeline = Pipeline.load(source, store=cxdb, logs_root=tmp_path / "run")
+        result = await pipeline.run()
+        assert result.succeeded
+        [summary] = await cxdb.list_contexts()
+        assert summary.title == "on_cxdb: ship"
+        assert "pipeline:on_cxdb" in summary.labels
+        state = await load_session(cxdb, result.session_id)
+        assert state.completed_nodes == ["start", "a", "b", "exit"]
+        assert state.ended == "success"
+
+        # a second session, stopped while a human gate waits (as Ctrl-C would), resumed
+        ran.unlink()
+        gated = source.replace("a -> b", "a -> gate -> b").replace(
+            "exit [shape=Msquare]", 'exit [shape=Msquare]\n gate [shape=hexagon, label="Go on?"]'
+        )
+
+        async def never(question: Question) -> Answer:
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        second = Pipeline.load(
+            gated,
+            store=cxdb,
+            logs_root=tmp_path / "run2",
+            interviewer=CallbackInterviewer(never),
+        )
+        with anyio.CancelScope() as scope:
+
+            def stop_at_the_gate(event: Event) -> None:
+                if isinstance(event, StageStarted) and event.node_id == "gate":
+                    scope.cancel()
+
+            await second.run(on_event=stop_at_the_gate)
+        assert second.session_id is not None
+        assert ran.read_text() == "a\n"
+        resumed = await resume(second.session_id, store=cxdb, interviewer=AutoApproveInterviewer())
+        assert resumed.succeeded
+        assert ran.read_text() == "a\nb\n"
