@@ -19,13 +19,17 @@ from orchestra.engine.session import SessionState, load_session
 from orchestra.errors import OrchestraError, RunDirectoryError, StoreError, ValidationError
 from orchestra.events import Event
 from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
-from orchestra.pipeline import Pipeline, default_state_path, resume
-from orchestra.store.embedded import EmbeddedStore
+from orchestra.pipeline import Pipeline, resume
+from orchestra.store.location import is_cxdb, open_store, resolve_store
 from orchestra_cli.progress import JsonLines, Progress, summary
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_STORE_HELP = "State database (an embedded store path). Default: .orchestra/state.db"
+_STORE_HELP = (
+    "Where sessions are kept: a path (the embedded SQLite store) or a CXDB server as "
+    "cxdb://HOST:9009?http=HOST:9010. Default: $CXDB_URL, else cxdb.url in orchestra.yaml, "
+    "else .orchestra/state.db"
+)
 
 
 def _parse_variables(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -160,9 +164,7 @@ def _run_guarded(
     type=click.Path(file_okay=False, path_type=Path),
     help="Run directory to write (default .orchestra/runs/SESSION).",
 )
-@click.option(
-    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), help=_STORE_HELP
-)
+@click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option(
     "--json",
     "as_json",
@@ -176,7 +178,7 @@ def run_command(
     auto_approve: bool,
     backend: str,
     logs_root: Path | None,
-    store_path: Path | None,
+    store_path: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -192,7 +194,7 @@ def run_command(
     holder: dict[str, Pipeline] = {}
 
     async def main() -> RunResult:
-        store = await EmbeddedStore.open(store_path or default_state_path())
+        store = await open_store(store_path)
         try:
             pipeline = Pipeline.load(
                 file,
@@ -221,16 +223,14 @@ def run_command(
     help="Resume even though the pipeline's DOT file changed since the run began.",
 )
 @click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
-@click.option(
-    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), help=_STORE_HELP
-)
+@click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 def resume_command(
     session: str,
     force: bool,
     auto_approve: bool,
-    store_path: Path | None,
+    store_path: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -241,7 +241,7 @@ def resume_command(
     """
 
     async def main() -> RunResult:
-        store = await EmbeddedStore.open(store_path or default_state_path())
+        store = await open_store(store_path)
         try:
             _freeze_heap()
             return await resume(
@@ -284,16 +284,15 @@ def _session_row(state: SessionState) -> dict[str, Any]:
     is_flag=True,
     help="With SESSION: every stage in order with its outcome and checkpoint turn id.",
 )
-@click.option(
-    "--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), help=_STORE_HELP
-)
+@click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status_command(
-    session: str | None, detail: bool, store_path: Path | None, as_json: bool
+    session: str | None, detail: bool, store_path: str | None, as_json: bool
 ) -> None:
     """List sessions (newest first), or show one SESSION's path and outcomes."""
-    path = store_path or default_state_path()
-    if not path.exists():
+    target = resolve_store(store_path)
+    path = Path(target)
+    if not is_cxdb(target) and not path.exists():
         if as_json:
             click.echo("[]")
         else:
@@ -303,7 +302,7 @@ def status_command(
         return
 
     async def main() -> list[SessionState]:
-        store = await EmbeddedStore.open(path)
+        store = await open_store(target)
         try:
             if session is not None:
                 return [await load_session(store, session)]

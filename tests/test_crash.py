@@ -1,9 +1,11 @@
 """Crash and resume for real: SIGKILL `orchestra run`, then `orchestra resume`.
 
-Each test runs the installed console script in a scratch directory. A tool node announces
-through a FIFO that it is running (the test blocks reading it: no sleeps), the test kills the
-run with SIGKILL, and resumes it with GO=1 so that node can finish. Every tool appends its
-node id to trace.txt, so the trace shows which nodes ran how often.
+Each test runs the installed console script in a scratch directory, once with the embedded
+store and once with a CXDB server (the fake, as a process of its own, named by CXDB_URL). A
+tool node announces through a FIFO that it is running (the test blocks reading it: no
+sleeps), the test kills the run with SIGKILL, and resumes it with GO=1 so that node can
+finish. Every tool appends its node id to trace.txt, so the trace shows which nodes ran how
+often.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +63,12 @@ digraph fan {{
 """
 
 
+#: extra environment for every `orchestra` the test starts (CXDB_URL for the CXDB store)
+STORE_ENV: dict[str, str] = {}
+
+
 def orchestra(*args: str, cwd: Path, go: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GO": "1" if go else "0"}
+    env = {**os.environ, **STORE_ENV, "GO": "1" if go else "0"}
     return subprocess.run(
         [str(ORCHESTRA), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )
@@ -83,7 +90,7 @@ def kill_mid_run(cwd: Path) -> str:
     process = subprocess.Popen(
         [str(ORCHESTRA), "run", "pipeline.dot", "--json"],
         cwd=cwd,
-        env={**os.environ, "GO": "0"},
+        env={**os.environ, **STORE_ENV, "GO": "0"},
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -105,10 +112,40 @@ def scratch(tmp_path: Path, name: str, source: str) -> Path:
     return directory
 
 
+def run_clean(cwd: Path) -> str:
+    """Run pipeline.dot uninterrupted; its session id."""
+    result = orchestra("run", "pipeline.dot", "--json", cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return str(json.loads(result.stdout.splitlines()[0])["session_id"])
+
+
 @pytest.fixture(autouse=True)
 def _console_script() -> None:
     assert ORCHESTRA.exists(), f"the console script {ORCHESTRA} is not installed"
     assert shutil.which("sh"), "tool nodes need /bin/sh"
+
+
+@pytest.fixture(autouse=True, params=["embedded", "cxdb"])
+def _store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """The store every `orchestra` of the test uses: the default embedded one, or a fake
+    CXDB server started as its own process."""
+    if request.param == "embedded":
+        yield
+        return
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orchestra.store.cxdb.fake", "--ports-file", str(tmp_path / "p")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ports = json.loads(server.stdout.readline())  # printed once it listens
+        STORE_ENV["CXDB_URL"] = ports["url"]
+        yield
+    finally:
+        STORE_ENV.clear()
+        server.terminate()
+        server.wait(timeout=10)
 
 
 class TestKilledRunResumes:
@@ -127,8 +164,7 @@ class TestKilledRunResumes:
         assert trace(crashed) == ["one", "two", "three", "four"]
 
         clean = scratch(tmp_path, "clean", LINEAR)
-        assert orchestra("run", "pipeline.dot", "--quiet", cwd=clean).returncode == 0
-        after_crash, uninterrupted = status(crashed, session), status(clean, "1")
+        after_crash, uninterrupted = status(crashed, session), status(clean, run_clean(clean))
         assert after_crash["status"] == uninterrupted["status"] == "success"
         assert after_crash["completed_nodes"] == uninterrupted["completed_nodes"]
         assert after_crash["node_outcomes"] == uninterrupted["node_outcomes"]
@@ -146,8 +182,7 @@ class TestKilledRunResumes:
         assert trace(crashed) == ["before", "a", "b", "c", "after"]
 
         clean = scratch(tmp_path, "clean", FAN_OUT)
-        assert orchestra("run", "pipeline.dot", "--quiet", cwd=clean).returncode == 0
-        after_crash, uninterrupted = status(crashed, session), status(clean, "1")
+        after_crash, uninterrupted = status(crashed, session), status(clean, run_clean(clean))
         assert after_crash["completed_nodes"] == uninterrupted["completed_nodes"]
         assert after_crash["node_outcomes"] == uninterrupted["node_outcomes"]
         checkpoint = json.loads(

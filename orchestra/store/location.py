@@ -15,7 +15,7 @@ from typing import Any
 from orchestra.errors import StoreError
 from orchestra.store.base import Store
 
-__all__ = ["DEFAULT_STATE_PATH", "describe_store", "open_store", "resolve_store"]
+__all__ = ["DEFAULT_STATE_PATH", "describe_store", "is_cxdb", "open_store", "resolve_store"]
 
 DEFAULT_STATE_PATH = Path(".orchestra") / "state.db"
 
