@@ -16,7 +16,7 @@ from orchestra.backends.base import CodergenBackend
 from orchestra.backends.simulation import SimulationBackend
 from orchestra.dot import parse_dot
 from orchestra.engine.runner import Runner, RunResult
-from orchestra.engine.session import SessionRecorder, SessionState, load_session
+from orchestra.engine.session import SESSION_KIND, SessionRecorder, SessionState, load_session
 from orchestra.errors import OrchestraError, ValidationError
 from orchestra.events import Event, EventBus
 from orchestra.graph import Graph
@@ -28,7 +28,14 @@ from orchestra.store.location import open_store
 from orchestra.transforms import TransformLike, apply_transforms
 from orchestra.validation import Diagnostic, LintRule, Severity, validate
 
-__all__ = ["Pipeline", "ResumeRefused", "default_state_path", "prepare_pipeline", "resume"]
+__all__ = [
+    "Pipeline",
+    "ResumeRefused",
+    "default_state_path",
+    "prepare_pipeline",
+    "replay",
+    "resume",
+]
 
 EventCallback = Callable[[Event], Awaitable[None] | None]
 
@@ -224,6 +231,93 @@ async def resume(
         raise ResumeRefused(
             f"session {session_id} already finished ({state.ended}); nothing to resume"
         )
+    logs_root = Path(state.logs_root) if state.logs_root else default_logs_root(state.session_id)
+    return await _continue(
+        store, state, logs_root, backend, interviewer, handlers, force, on_event, sleep
+    )
+
+
+async def replay(
+    session_id: str,
+    checkpoint_turn: int,
+    *,
+    store: Store | None = None,
+    backend: CodergenBackend | None = None,
+    interviewer: Interviewer | None = None,
+    handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
+    force: bool = False,
+    logs_root: str | os.PathLike[str] | None = None,
+    on_event: EventCallback | None = None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> RunResult:
+    """Fork a session at one of its checkpoints and run the fork from there, as a new
+    session with its own run directory (``.orchestra/runs/NEW`` unless ``logs_root``). The
+    fork shares the original's turns up to that checkpoint (on CXDB an O(1) fork, nothing
+    copied); the original session is untouched. ``orchestra status SESSION --detail`` lists
+    the checkpoint turn ids. The DOT file check is as for ``resume``."""
+    if store is None:
+        opened = await open_store()
+        try:
+            return await replay(
+                session_id,
+                checkpoint_turn,
+                store=opened,
+                backend=backend,
+                interviewer=interviewer,
+                handlers=handlers,
+                force=force,
+                logs_root=logs_root,
+                on_event=on_event,
+                sleep=sleep,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opened.close()
+    original = await load_session(store, session_id)
+    turns = [turn for turn, _, _ in original.checkpoints]
+    if checkpoint_turn not in turns:
+        listed = ", ".join(f"{turn} ({node})" for turn, node, _ in original.checkpoints)
+        raise ResumeRefused(
+            f"turn {checkpoint_turn} is not a checkpoint of session {session_id}; "
+            f"its checkpoints are: {listed or 'none yet'}"
+        )
+    fork = await store.fork_context(checkpoint_turn)
+    state = await load_session(store, str(fork.context_id))
+    if not state.next_node:
+        raise ResumeRefused(
+            f"turn {checkpoint_turn} is session {session_id}'s last checkpoint, taken as it "
+            "ended: there is nothing after it to run; pick an earlier one"
+        )
+    root = Path(logs_root) if logs_root is not None else default_logs_root(state.session_id)
+    # The fork shares the original's first turn, which names the original's run directory:
+    # record the replay's own, so a crash during the replay resumes into the right place.
+    await SessionRecorder(store, fork.context_id).record(
+        "",
+        SESSION_KIND,
+        {
+            "logs_root": str(root.resolve()),
+            "replay_of": session_id,
+            "checkpoint": checkpoint_turn,
+        },
+    )
+    state = await load_session(store, str(fork.context_id))
+    return await _continue(
+        store, state, root, backend, interviewer, handlers, force, on_event, sleep
+    )
+
+
+async def _continue(
+    store: Store,
+    state: SessionState,
+    logs_root: Path,
+    backend: CodergenBackend | None,
+    interviewer: Interviewer | None,
+    handlers: Mapping[str, Handler] | HandlerRegistry | None,
+    force: bool,
+    on_event: EventCallback | None,
+    sleep: Callable[[float], Awaitable[None]],
+) -> RunResult:
+    """Run a session on from the state its turns fold into."""
     source = await _resume_source(store, state, force)
     pipeline = Pipeline.load(
         source,
@@ -236,7 +330,6 @@ async def resume(
     pipeline.sleep = sleep
     recorder = SessionRecorder(store, int(state.session_id))
     pipeline.session_id = state.session_id
-    logs_root = Path(state.logs_root) if state.logs_root else default_logs_root(state.session_id)
     if state.restarts:
         logs_root = logs_root / f"restart-{state.restarts}"
     return await pipeline._execute(recorder, state, logs_root, on_event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestra_cli.compile import compile_command
-from orchestra_cli.run import resume_command, run_command, status_command
+from orchestra_cli.run import replay_command, resume_command, run_command, status_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,4 +22,5 @@ def cli() -> None:
 cli.add_command(run_command)
 cli.add_command(resume_command)
 cli.add_command(status_command)
+cli.add_command(replay_command)
 cli.add_command(compile_command)

@@ -19,7 +19,7 @@ from orchestra.engine.session import SessionState, load_session
 from orchestra.errors import OrchestraError, RunDirectoryError, StoreError, ValidationError
 from orchestra.events import Event
 from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
-from orchestra.pipeline import Pipeline, resume
+from orchestra.pipeline import Pipeline, replay, resume
 from orchestra.store.location import is_cxdb, open_store, resolve_store
 from orchestra_cli.progress import JsonLines, Progress, summary
 
@@ -256,6 +256,73 @@ def resume_command(
                 await store.close()
 
     _run_guarded(main, as_json, lambda: session)
+
+
+@click.command("replay")
+@click.argument("session")
+@click.option(
+    "--checkpoint",
+    "checkpoint_turn",
+    type=int,
+    required=True,
+    metavar="TURN",
+    help="The checkpoint turn id to start from (`orchestra status SESSION --detail` lists them).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replay even though the pipeline's DOT file changed since the session began.",
+)
+@click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
+@click.option(
+    "--logs-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run directory of the new session. Default: .orchestra/runs/NEW_SESSION",
+)
+@click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
+def replay_command(
+    session: str,
+    checkpoint_turn: int,
+    force: bool,
+    auto_approve: bool,
+    logs_root: Path | None,
+    store_path: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Fork SESSION at checkpoint TURN and run the fork from there as a new session.
+
+    The original session is untouched; the new one shares its history up to TURN (on a
+    CXDB server the fork copies nothing) and gets its own run directory.
+    """
+    holder: dict[str, str] = {}
+    listener = _listener(as_json, quiet)
+
+    def both(event: Event) -> None:
+        holder.setdefault("session", event.session_id)  # the new session, for Ctrl-C's hint
+        listener(event)
+
+    async def main() -> RunResult:
+        store = await open_store(store_path)
+        try:
+            _freeze_heap()
+            return await replay(
+                session,
+                checkpoint_turn,
+                store=store,
+                force=force,
+                logs_root=logs_root,
+                interviewer=_interviewer(auto_approve),
+                on_event=both,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    _run_guarded(main, as_json, lambda: holder.get("session"))
 
 
 def _when(ms: int) -> str:

@@ -70,6 +70,8 @@ SCHEMAS: Mapping[str, tuple[str, ...]] = {
     SESSION_ENDED: ("status", "reason", "time_ms"),
 }
 _VERSION = 1
+#: a Recorded turn of this kind changes the session itself (a replay's own run directory)
+SESSION_KIND = "session"
 _METADATA = 30
 
 
@@ -146,6 +148,8 @@ class SessionState:
     goal: str = ""
     variables: dict[str, str] = attrs.Factory(dict)
     logs_root: str = ""
+    #: the session this one was forked from by ``replay`` ('' for an original run)
+    replay_of: str = ""
     started_ms: int = 0
     pid: int = 0
     host: str = ""
@@ -181,6 +185,10 @@ class SessionState:
             self.pid = int(fields.get("pid") or 0)
         elif turn.type_id == CHECKPOINT:
             self._apply_checkpoint(turn, fields)
+        elif turn.type_id == RECORDED and fields.get("kind") == SESSION_KIND:
+            entries = fields.get("entries") or {}
+            self.logs_root = str(entries.get("logs_root") or self.logs_root)
+            self.replay_of = str(entries.get("replay_of") or self.replay_of)
         elif turn.type_id == RECORDED:
             node = self.recorded.setdefault(str(fields["node_id"]), {})
             node.setdefault(str(fields["kind"]), {}).update(fields.get("entries") or {})
