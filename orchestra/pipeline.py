@@ -7,6 +7,7 @@ it as a new session in the store; ``resume`` continues a session from its last c
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -329,6 +330,10 @@ async def _continue(
     )
     pipeline.sleep = sleep
     recorder = SessionRecorder(store, int(state.session_id))
+    # This process runs the session now: `orchestra status` and `attach` see it alive.
+    taken_up = {"pid": os.getpid(), "host": socket.gethostname()}
+    await recorder.record("", SESSION_KIND, taken_up)
+    state.apply_session(taken_up)
     pipeline.session_id = state.session_id
     if state.restarts:
         logs_root = logs_root / f"restart-{state.restarts}"

@@ -186,15 +186,23 @@ class SessionState:
         elif turn.type_id == CHECKPOINT:
             self._apply_checkpoint(turn, fields)
         elif turn.type_id == RECORDED and fields.get("kind") == SESSION_KIND:
-            entries = fields.get("entries") or {}
-            self.logs_root = str(entries.get("logs_root") or self.logs_root)
-            self.replay_of = str(entries.get("replay_of") or self.replay_of)
+            self.apply_session(fields.get("entries") or {})
         elif turn.type_id == RECORDED:
             node = self.recorded.setdefault(str(fields["node_id"]), {})
             node.setdefault(str(fields["kind"]), {}).update(fields.get("entries") or {})
         elif turn.type_id == SESSION_ENDED:
             self.ended = str(fields.get("status") or "")
             self.end_reason = str(fields.get("reason") or "")
+
+    def apply_session(self, entries: Mapping[str, Any]) -> None:
+        """A change to the session itself: a replay's run directory, or a process taking the
+        session up again (resume, replay), which makes it live again."""
+        self.logs_root = str(entries.get("logs_root") or self.logs_root)
+        self.replay_of = str(entries.get("replay_of") or self.replay_of)
+        if entries.get("pid"):
+            self.pid = int(entries["pid"])
+            self.host = str(entries.get("host") or "")
+            self.ended = self.end_reason = ""
 
     def _apply_checkpoint(self, turn: TurnRecord, fields: Mapping[str, Any]) -> None:
         node_id = str(fields["node_id"])
