@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from orchestra_cli.attach import attach_command
 from orchestra_cli.compile import compile_command
 from orchestra_cli.run import replay_command, resume_command, run_command, status_command
 
@@ -23,4 +24,5 @@ cli.add_command(run_command)
 cli.add_command(resume_command)
 cli.add_command(status_command)
 cli.add_command(replay_command)
+cli.add_command(attach_command)
 cli.add_command(compile_command)
