@@ -194,17 +194,29 @@ class TestPipelining:
         for context in contexts:
             assert [unpack(t.payload) for t in await cxdb.get_last(context)] == [{1: context}]
 
-    async def test_long_history_reads_payloads_as_pipelined_blobs(
-        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    @pytest.mark.parametrize("reply_bytes", [16 * 1024 * 1024, 1000])
+    async def test_long_history_reads_whole_in_order(
+        self,
+        cxdb: CxdbStore,
+        cxdb_server: FakeCxdb,
+        monkeypatch: pytest.MonkeyPatch,
+        reply_bytes: int,
     ) -> None:
-        """A 600-turn history comes back whole and in order (headers, then the payloads
-        fetched as blobs over the one connection)."""
+        """A 600-turn history comes back whole and in order: in one reply when its payloads
+        fit, else as blobs pipelined over the one connection."""
+        monkeypatch.setattr("orchestra.store.cxdb.store._INLINE_REPLY_BYTES", reply_bytes)
         context = (await cxdb.create_context()).context_id
         ids = [await append(cxdb, context, n) for n in range(600)]
+        before = cxdb_server.requests.get(p.MsgType.GET_BLOB, 0)
         turns = await cxdb.get_last(context, limit=600)
         assert [t.turn_id for t in turns] == ids
         assert [unpack(t.payload)[1] for t in turns] == list(range(600))
-        assert cxdb_server.max_in_flight > 1
+        blobs = cxdb_server.requests.get(p.MsgType.GET_BLOB, 0) - before
+        if reply_bytes > 1000:
+            assert blobs == 0
+        else:
+            assert blobs == 600
+            assert cxdb_server.max_in_flight > 1
 
 
 class TestRegistry:
