@@ -6,6 +6,8 @@ import click
 
 from orchestra_cli.attach import attach_command
 from orchestra_cli.compile import compile_command
+from orchestra_cli.doctor import doctor_command
+from orchestra_cli.export import export_command
 from orchestra_cli.run import replay_command, resume_command, run_command, status_command
 
 
@@ -26,3 +28,5 @@ cli.add_command(status_command)
 cli.add_command(replay_command)
 cli.add_command(attach_command)
 cli.add_command(compile_command)
+cli.add_command(doctor_command)
+cli.add_command(export_command)

@@ -145,6 +145,9 @@ class CxdbClient:
     # connection ----------------------------------------------------------------------------
 
     async def _connect(self) -> _Connection:
+        connection = self._connection
+        if connection is not None and connection.broken is None:
+            return connection  # the common case: no lock to take
         async with self._connect_lock:
             if self._connection is not None and self._connection.broken is None:
                 return self._connection
