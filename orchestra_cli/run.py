@@ -357,7 +357,11 @@ def status_command(
     session: str | None, detail: bool, store_path: str | None, as_json: bool
 ) -> None:
     """List sessions (newest first), or show one SESSION's path and outcomes."""
-    target = resolve_store(store_path)
+    try:
+        target = resolve_store(store_path)
+    except StoreError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_INVALID)
     path = Path(target)
     if not is_cxdb(target) and not path.exists():
         if as_json:

@@ -81,6 +81,17 @@ class TestUrls:
         assert resolve_store(None, nested) == "cxdb://from-env"
         assert resolve_store("local.db", nested) == "local.db"
 
+    def test_broken_config_names_the_place_not_the_text(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An orchestra.yaml that does not parse is a StoreError with its file, line and
+        column, without quoting the file (it may hold secrets)."""
+        monkeypatch.delenv("CXDB_URL", raising=False)
+        (tmp_path / "orchestra.yaml").write_text('cxdb:\n  url: "cxdb://x\n  token: sk-hush\n')
+        with pytest.raises(StoreError, match=r"orchestra\.yaml:4:1: ") as caught:
+            resolve_store(None, tmp_path)
+        assert "sk-hush" not in str(caught.value)
+
     async def test_unreachable_server_is_a_clear_error(self) -> None:
         """Nothing listening at the URL: a StoreError naming the address, no traceback."""
         with anyio.fail_after(30):
@@ -268,6 +279,8 @@ class TestRuns:
         state = await load_session(cxdb, result.session_id)
         assert state.completed_nodes == ["start", "a", "b", "exit"]
         assert state.ended == "success"
+        # CXDB's reads carry no turn time: the session's times come from its payloads
+        assert 0 < state.started_ms <= state.updated_ms < state.started_ms + 60_000
 
         # a second session, stopped while a human gate waits (as Ctrl-C would), resumed
         ran.unlink()

@@ -175,7 +175,10 @@ class SessionState:
     def apply(self, turn: TurnRecord) -> None:
         fields = decode(turn)
         self.head_turn_id = turn.turn_id
-        self.updated_ms = turn.created_at_ms
+        # The payload's own time: a store's turn time may be missing (CXDB's binary reads
+        # carry none) or be when the turn was copied (export), not when it happened.
+        when = fields.get("time_ms") or fields.get("started_ms") or turn.created_at_ms
+        self.updated_ms = max(self.updated_ms, int(when or 0))
         if turn.type_id == SESSION_STARTED:
             for name in ("pipeline", "dot_path", "dot_hash", "goal", "logs_root", "host"):
                 setattr(self, name, str(fields.get(name) or ""))

@@ -84,8 +84,14 @@ def _configured_url(start: Path) -> str:
 
     try:
         data: Any = YAML(typ="safe").load(config.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as err:
-        raise StoreError(f"{config}: cannot read it: {err}") from None
+    except OSError as err:
+        raise StoreError(f"{config}: cannot read it: {err.strerror or err}") from None
+    except YAMLError as err:
+        # Position and problem only: the parser's message can quote the lines (secrets).
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise StoreError(f"{config}{where}: {problem}; `orchestra doctor` checks it") from None
     if not isinstance(data, dict):
         return ""
     cxdb = data.get("cxdb")
