@@ -8,6 +8,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -196,10 +197,32 @@ def reader(process: subprocess.Popen[str]) -> queue.Queue[str]:
     return lines
 
 
+@pytest.fixture(params=["embedded", "cxdb"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of the `orchestra` processes: the default embedded store, or a fake
+    CXDB server started as its own process and named by CXDB_URL."""
+    if request.param == "embedded":
+        yield dict(os.environ)
+        return
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orchestra.store.cxdb.fake", "--ports-file", str(tmp_path / "p")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield {**os.environ, "CXDB_URL": json.loads(server.stdout.readline())["url"]}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 class TestAttachCommand:
-    def test_attach_follows_a_run_in_another_process(self, tmp_path: Path) -> None:
+    def test_attach_follows_a_run_in_another_process(
+        self, tmp_path: Path, store_env: dict[str, str]
+    ) -> None:
         """`orchestra attach` started while `orchestra run` waits in a tool shows that stage
-        running, then the rest of the run and its summary, and exits 0."""
+        running, then the rest of the run and its summary, and exits 0 (on either store)."""
         (tmp_path / "pipeline.dot").write_text(
             """
             digraph live {
@@ -217,6 +240,7 @@ class TestAttachCommand:
         run = subprocess.Popen(
             [str(ORCHESTRA), "run", "pipeline.dot", "--json"],
             cwd=tmp_path,
+            env=store_env,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -228,6 +252,7 @@ class TestAttachCommand:
             attach = subprocess.Popen(
                 [str(ORCHESTRA), "attach", str(session)],
                 cwd=tmp_path,
+                env=store_env,
                 stdout=subprocess.PIPE,
                 text=True,
             )

@@ -3,6 +3,7 @@ a restarted server, corrupt frames, hash mismatches), pipelining, and whole runs
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -228,6 +229,35 @@ class TestPipelining:
         else:
             assert blobs == 600
             assert cxdb_server.max_in_flight > 1
+
+
+class TestOtherRequests:
+    async def test_turns_page_back_over_http(self, cxdb: CxdbStore) -> None:
+        """The HTTP reader pages from the head back to the first turn, each page oldest
+        first, with the payload bytes the binary port gave."""
+        context = (await cxdb.create_context()).context_id
+        ids = [await append(cxdb, context, n) for n in range(10)]
+        pages = [page async for page in cxdb.http_turns(context, page=4)]
+        assert [[int(t["turn_id"]) for t in page] for page in pages] == [
+            ids[6:],
+            ids[2:6],
+            ids[:2],
+        ]
+        first = base64.b64decode(pages[-1][0]["bytes_b64"])
+        assert unpack(first) == {1: 0}
+
+    async def test_snapshot_attaches_to_a_turn(
+        self, cxdb: CxdbStore, cxdb_server: FakeCxdb
+    ) -> None:
+        """attach_fs ties a stored tree blob to a turn; a tree the server lacks is refused."""
+        context = (await cxdb.create_context()).context_id
+        turn = await append(cxdb, context, "snap")
+        root = await cxdb.put_blob(pack([]))
+        attached = await cxdb.client.attach_fs(turn, root)
+        assert (attached.turn_id, attached.root_hash) == (turn, root)
+        assert cxdb_server.fs_roots[turn] == root
+        with pytest.raises(LookupError):
+            await cxdb.client.attach_fs(turn, content_hash(b"no such tree"))
 
 
 class TestRegistry:

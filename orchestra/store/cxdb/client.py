@@ -302,6 +302,16 @@ class CxdbClient:
         )
         return reply.hash
 
+    async def attach_fs(self, turn_id: int, root_hash: bytes) -> p.FsAttachment:
+        """Attach a filesystem snapshot (a tree blob already stored with put_blob) to a turn;
+        later turns inherit it (``cxdb.md`` §1.5). Attaching again replaces it."""
+        return await self._request(
+            p.MsgType.ATTACH_FS,
+            p.encode_attach_fs(turn_id, root_hash),
+            p.decode_attach_fs,
+            what=f"attaching snapshot {root_hash.hex()} to turn {turn_id}",
+        )
+
     async def append_turn(
         self,
         context_id: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -205,6 +205,28 @@ class CxdbStore:
                 "(hash mismatch)"
             )
         return data
+
+    async def http_turns(
+        self, context_id: int, *, page: int = 64
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The context's turns over CXDB's HTTP API, newest page first, each page oldest
+        first (``view=raw``: ids, types, hashes and payload bytes as base64), paging back
+        with ``before_turn_id`` until an empty page: for tools that read without the binary
+        port."""
+        before = 0
+        while True:
+            params: dict[str, Any] = {"limit": page, "view": "raw"}
+            if before:
+                params["before_turn_id"] = before
+            data = await self._get_json(f"/v1/contexts/{context_id}/turns", params)
+            turns = list(data.get("turns") or [])
+            if not turns:
+                return
+            yield turns
+            following = data.get("next_before_turn_id")
+            if not following:
+                return
+            before = int(following)
 
     # listing -------------------------------------------------------------------------------
 
