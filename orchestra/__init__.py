@@ -14,6 +14,7 @@ from orchestra.conditions import parse_condition as parse_condition
 from orchestra.dot import parse_dot as parse_dot
 from orchestra.engine.context import Context as Context
 from orchestra.engine.runner import RunResult as RunResult
+from orchestra.follow import follow as follow
 from orchestra.graph import Edge as Edge
 from orchestra.graph import Graph as Graph
 from orchestra.graph import Node as Node
@@ -25,7 +26,9 @@ from orchestra.outcome import Outcome as Outcome
 from orchestra.outcome import StageStatus as StageStatus
 from orchestra.pipeline import Pipeline as Pipeline
 from orchestra.pipeline import prepare_pipeline as prepare_pipeline
+from orchestra.pipeline import replay as replay
 from orchestra.pipeline import resume as resume
+from orchestra.store.location import open_store as open_store
 from orchestra.transforms import Transform as Transform
 from orchestra.transforms import apply_transforms as apply_transforms
 from orchestra.validation import Diagnostic as Diagnostic
@@ -58,10 +61,13 @@ __all__ = [
     "apply_transforms",
     "errors",
     "evaluate_condition",
+    "follow",
     "lint_rule",
+    "open_store",
     "parse_condition",
     "parse_dot",
     "prepare_pipeline",
+    "replay",
     "resume",
     "validate",
     "validate_or_raise",

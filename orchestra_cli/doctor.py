@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 import click
 
-from orchestra.doctor import Finding, check
 from orchestra_cli.run import _STORE_HELP, EXIT_FAILED, EXIT_SUCCESS
+
+if TYPE_CHECKING:
+    from orchestra.doctor import Finding
 
 _MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
 
@@ -48,6 +51,8 @@ def doctor_command(store_path: str | None, as_json: bool) -> None:
 
     Exit status: 0 nothing failed (warnings allowed), 1 a check failed.
     """
+    from orchestra.doctor import check  # httpx and the CXDB client: only when asked
+
     findings = anyio.run(check, store_path)
     if as_json:
         click.echo(json.dumps([attrs.asdict(f) for f in findings], indent=2))
