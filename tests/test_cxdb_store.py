@@ -4,6 +4,8 @@ a restarted server, corrupt frames, hash mismatches), pipelining, and whole runs
 from __future__ import annotations
 
 import base64
+import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -232,6 +234,19 @@ class TestPipelining:
 
 
 class TestOtherRequests:
+    async def test_session_provenance_reaches_cxdbs_http_api(
+        self, cxdb: CxdbStore, tmp_path: Path
+    ) -> None:
+        """A session's first turn carries CXDB's provenance (integer keys), which the server
+        serves for the context: the writing program, its process and host."""
+        source = "digraph p { start [shape=Mdiamond]; exit [shape=Msquare]; start -> exit }"
+        result = await Pipeline.load(source, store=cxdb, logs_root=tmp_path).run()
+        data = await cxdb._get_json(f"/v1/contexts/{result.session_id}/provenance", {})
+        provenance = data["provenance"]
+        assert provenance["service_name"] == "orchestra"
+        assert provenance["process_pid"] == os.getpid()
+        assert provenance["host_name"] == socket.gethostname()
+
     async def test_turns_page_back_over_http(self, cxdb: CxdbStore) -> None:
         """The HTTP reader pages from the head back to the first turn, each page oldest
         first, with the payload bytes the binary port gave."""
@@ -306,6 +321,7 @@ class TestRuns:
         [summary] = await cxdb.list_contexts()
         assert summary.title == "on_cxdb: ship"
         assert "pipeline:on_cxdb" in summary.labels
+        assert summary.client_tag == "orchestra"
         state = await load_session(cxdb, result.session_id)
         assert state.completed_nodes == ["start", "a", "b", "exit"]
         assert state.ended == "success"

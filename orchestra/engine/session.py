@@ -13,6 +13,7 @@ context size. Reading a session folds its checkpoints back into a ``SessionState
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -126,6 +127,23 @@ def _full_outcome(fields: Mapping[str, Any]) -> dict[str, Any]:
             key: kept[key] if key in kept else context_set[key] for key in keys
         }
     return outcome
+
+
+def _provenance() -> dict[int, Any]:
+    """CXDB's provenance map (``cxdb.md`` §1.6, integer keys): which program, process and
+    host wrote the session. No environment variables: they may hold secrets."""
+    from orchestra import __version__
+
+    return {
+        40: "orchestra",
+        41: __version__,
+        43: os.getpid(),
+        45: socket.gethostname(),
+        46: platform.machine(),
+        70: "orchestra",
+        71: __version__,
+        80: _now_ms(),
+    }
 
 
 def _now_ms() -> int:
@@ -306,6 +324,7 @@ class SessionRecorder:
             1: "orchestra",
             2: f"{pipeline}: {goal}" if goal else pipeline,
             3: ["orchestra", f"pipeline:{pipeline}"],
+            10: _provenance(),
         }
         await recorder._append(
             SESSION_STARTED,
