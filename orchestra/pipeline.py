@@ -6,12 +6,14 @@ it as a new session in the store; ``resume`` continues a session from its last c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
 import anyio
+import attrs
 
 from orchestra.backends.base import CodergenBackend
 from orchestra.backends.simulation import SimulationBackend
@@ -142,14 +144,8 @@ class Pipeline:
         """Run the pipeline as a new session; returns when it ends. Without a ``store`` given
         to ``load``, the run opens the configured one (``orchestra.store.location``) and
         closes it at the end."""
-        if self._store is not None:
-            return await self._run(self._store, on_event)
-        store = await open_store()
-        try:
+        async with _given_or_configured(self._store) as store:
             return await self._run(store, on_event)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await store.close()
 
     async def _run(self, store: Store, on_event: EventCallback | None) -> RunResult:
         recorder = await SessionRecorder.start(
@@ -211,31 +207,19 @@ async def resume(
     """Continue a crashed or interrupted session from its last checkpoint, in its own run
     directory. Refuses a finished session, and one whose DOT file changed since it began
     (unless ``force``); if the file is gone, the source recorded in the store is used."""
-    if store is None:
-        opened = await open_store()
-        try:
-            return await resume(
-                session_id,
-                store=opened,
-                backend=backend,
-                interviewer=interviewer,
-                handlers=handlers,
-                force=force,
-                on_event=on_event,
-                sleep=sleep,
-            )
-        finally:
-            with anyio.CancelScope(shield=True):
-                await opened.close()
+    how = _How(backend, interviewer, handlers, force, on_event, sleep)
+    async with _given_or_configured(store) as opened:
+        return await _resume(opened, session_id, how)
+
+
+async def _resume(store: Store, session_id: str, how: _How) -> RunResult:
     state = await load_session(store, session_id)
     if state.ended in ("success", "fail"):
         raise ResumeRefused(
             f"session {session_id} already finished ({state.ended}); nothing to resume"
         )
     logs_root = Path(state.logs_root) if state.logs_root else default_logs_root(state.session_id)
-    return await _continue(
-        store, state, logs_root, backend, interviewer, handlers, force, on_event, sleep
-    )
+    return await _continue(store, state, logs_root, how)
 
 
 async def replay(
@@ -256,24 +240,15 @@ async def replay(
     fork shares the original's turns up to that checkpoint (on CXDB an O(1) fork, nothing
     copied); the original session is untouched. ``orchestra status SESSION --detail`` lists
     the checkpoint turn ids. The DOT file check is as for ``resume``."""
-    if store is None:
-        opened = await open_store()
-        try:
-            return await replay(
-                session_id,
-                checkpoint_turn,
-                store=opened,
-                backend=backend,
-                interviewer=interviewer,
-                handlers=handlers,
-                force=force,
-                logs_root=logs_root,
-                on_event=on_event,
-                sleep=sleep,
-            )
-        finally:
-            with anyio.CancelScope(shield=True):
-                await opened.close()
+    how = _How(backend, interviewer, handlers, force, on_event, sleep)
+    root = Path(logs_root) if logs_root is not None else None
+    async with _given_or_configured(store) as opened:
+        return await _replay(opened, session_id, checkpoint_turn, root, how)
+
+
+async def _replay(
+    store: Store, session_id: str, checkpoint_turn: int, logs_root: Path | None, how: _How
+) -> RunResult:
     original = await load_session(store, session_id)
     turns = [turn for turn, _, _ in original.checkpoints]
     if checkpoint_turn not in turns:
@@ -289,7 +264,7 @@ async def replay(
             f"turn {checkpoint_turn} is session {session_id}'s last checkpoint, taken as it "
             "ended: there is nothing after it to run; pick an earlier one"
         )
-    root = Path(logs_root) if logs_root is not None else default_logs_root(state.session_id)
+    root = logs_root if logs_root is not None else default_logs_root(state.session_id)
     # The fork shares the original's first turn, which names the original's run directory:
     # record the replay's own, so a crash during the replay resumes into the right place.
     await SessionRecorder(store, fork.context_id).record(
@@ -302,33 +277,47 @@ async def replay(
         },
     )
     state = await load_session(store, str(fork.context_id))
-    return await _continue(
-        store, state, root, backend, interviewer, handlers, force, on_event, sleep
-    )
+    return await _continue(store, state, root, how)
 
 
-async def _continue(
-    store: Store,
-    state: SessionState,
-    logs_root: Path,
-    backend: CodergenBackend | None,
-    interviewer: Interviewer | None,
-    handlers: Mapping[str, Handler] | HandlerRegistry | None,
-    force: bool,
-    on_event: EventCallback | None,
-    sleep: Callable[[float], Awaitable[None]],
-) -> RunResult:
+@attrs.frozen
+class _How:
+    """How a resumed or replayed session runs on: what ``resume`` and ``replay`` take."""
+
+    backend: CodergenBackend | None
+    interviewer: Interviewer | None
+    handlers: Mapping[str, Handler] | HandlerRegistry | None
+    force: bool
+    on_event: EventCallback | None
+    sleep: Callable[[float], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def _given_or_configured(store: Store | None) -> AsyncIterator[Store]:
+    """``store`` if given; else the configured one, opened here and closed after."""
+    if store is not None:
+        yield store
+        return
+    opened = await open_store()
+    try:
+        yield opened
+    finally:
+        with anyio.CancelScope(shield=True):
+            await opened.close()
+
+
+async def _continue(store: Store, state: SessionState, logs_root: Path, how: _How) -> RunResult:
     """Run a session on from the state its turns fold into."""
-    source = await _resume_source(store, state, force)
+    source = await _resume_source(store, state, how.force)
     pipeline = Pipeline.load(
         source,
         variables=state.variables,
         store=store,
-        backend=backend,
-        interviewer=interviewer,
-        handlers=handlers,
+        backend=how.backend,
+        interviewer=how.interviewer,
+        handlers=how.handlers,
     )
-    pipeline.sleep = sleep
+    pipeline.sleep = how.sleep
     recorder = SessionRecorder(store, int(state.session_id))
     # This process runs the session now: `orchestra status` and `attach` see it alive.
     taken_up = {"pid": os.getpid(), "host": socket.gethostname()}
@@ -337,7 +326,7 @@ async def _continue(
     pipeline.session_id = state.session_id
     if state.restarts:
         logs_root = logs_root / f"restart-{state.restarts}"
-    return await pipeline._execute(recorder, state, logs_root, on_event)
+    return await pipeline._execute(recorder, state, logs_root, how.on_event)
 
 
 async def _resume_source(store: Store, state: SessionState, force: bool) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,3 +64,20 @@ async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         opened = await CxdbStore.open(os.environ["CXDB_URL"])
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+def cxdb_process(tmp_path: Path) -> Iterator[str]:
+    """A fake CXDB server started as a process of its own (as a real one would run); its
+    URL, for CXDB_URL or --store in `orchestra` subprocesses."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orchestra.store.cxdb.fake", "--ports-file", str(tmp_path / "p")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield str(json.loads(server.stdout.readline())["url"])  # printed once it listens
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

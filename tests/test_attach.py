@@ -8,7 +8,6 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -198,23 +197,12 @@ def reader(process: subprocess.Popen[str]) -> queue.Queue[str]:
 
 
 @pytest.fixture(params=["embedded", "cxdb"])
-def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """The environment of the `orchestra` processes: the default embedded store, or a fake
     CXDB server started as its own process and named by CXDB_URL."""
     if request.param == "embedded":
-        yield dict(os.environ)
-        return
-    server = subprocess.Popen(
-        [sys.executable, "-m", "orchestra.store.cxdb.fake", "--ports-file", str(tmp_path / "p")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        yield {**os.environ, "CXDB_URL": json.loads(server.stdout.readline())["url"]}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        return dict(os.environ)
+    return {**os.environ, "CXDB_URL": request.getfixturevalue("cxdb_process")}
 
 
 class TestAttachCommand:

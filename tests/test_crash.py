@@ -126,26 +126,15 @@ def _console_script() -> None:
 
 
 @pytest.fixture(autouse=True, params=["embedded", "cxdb"])
-def _store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+def _store(request: pytest.FixtureRequest) -> Iterator[None]:
     """The store every `orchestra` of the test uses: the default embedded one, or a fake
     CXDB server started as its own process."""
-    if request.param == "embedded":
-        yield
-        return
-    server = subprocess.Popen(
-        [sys.executable, "-m", "orchestra.store.cxdb.fake", "--ports-file", str(tmp_path / "p")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    if request.param == "cxdb":
+        STORE_ENV["CXDB_URL"] = request.getfixturevalue("cxdb_process")
     try:
-        assert server.stdout is not None
-        ports = json.loads(server.stdout.readline())  # printed once it listens
-        STORE_ENV["CXDB_URL"] = ports["url"]
         yield
     finally:
         STORE_ENV.clear()
-        server.terminate()
-        server.wait(timeout=10)
 
 
 class TestKilledRunResumes:
