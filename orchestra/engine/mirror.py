@@ -94,6 +94,10 @@ class MirrorWriter:
                     f"{err.strerror or err}; the store holds every checkpoint, so resume once "
                     "it is writable"
                 )
+            except Exception as err:  # the thread must live on, or settle() would wait forever
+                self._error = RunDirectoryError(
+                    f"the run directory's writer failed: {type(err).__name__}: {err}"
+                )
             finally:
                 with self._changed:
                     for path, _ in files:
