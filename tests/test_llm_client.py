@@ -1,0 +1,200 @@
+"""The unified LLM layer without a provider: types, the error taxonomy, routing and retries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from orchestra.llm.client import Client, RetryPolicy
+from orchestra.llm.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ContextLengthError,
+    InvalidRequestError,
+    LLMError,
+    NetworkError,
+    NotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+    error_for_status,
+)
+from orchestra.llm.types import (
+    FinishReason,
+    Message,
+    Request,
+    Response,
+    ToolDefinition,
+    ToolResult,
+    Usage,
+)
+
+
+class Scripted:
+    """An adapter that raises or answers from a script, one entry per call."""
+
+    def __init__(self, name: str, script: Sequence[Response | LLMError]) -> None:
+        self._name = name
+        self.script = list(script)
+        self.requests: list[Request] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def complete(self, request: Request) -> Response:
+        self.requests.append(request)
+        step = self.script.pop(0)
+        if isinstance(step, LLMError):
+            raise step
+        return step
+
+    async def close(self) -> None:
+        return None
+
+
+def answer(text: str = "done", provider: str = "a") -> Response:
+    return Response("r1", "m", provider, Message.assistant(text), FinishReason("stop"))
+
+
+def request(provider: str | None = None) -> Request:
+    return Request(model="m", messages=(Message.user("hi"),), provider=provider)
+
+
+class RecordingSleep:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+class TestTypes:
+    def test_message_accessors(self) -> None:
+        """text joins the text parts; tool results are TOOL messages in order."""
+        results = Message.tool_results([ToolResult("c1", "one"), ToolResult("c2", "two", True)])
+        assert [p.tool_result.tool_call_id for p in results.content if p.tool_result] == [
+            "c1",
+            "c2",
+        ]
+        assert Message.user("hello").text == "hello"
+
+    def test_usage_adds_and_keeps_unknown_counts_unknown(self) -> None:
+        """Usage sums; an optional count stays None only when both sides lack it."""
+        total = Usage(10, 5, None, 3) + Usage(1, 2, None, None)
+        assert (total.input_tokens, total.output_tokens, total.total_tokens) == (11, 7, 18)
+        assert (total.reasoning_tokens, total.cache_read_tokens) == (None, 3)
+
+    @pytest.mark.parametrize("name", ["1tool", "has space", "x" * 65, ""])
+    def test_tool_names_are_checked_when_defined(self, name: str) -> None:
+        """A tool name must start with a letter, use letters, digits or _, and fit 64."""
+        with pytest.raises(ValueError, match="tool name"):
+            ToolDefinition(name, "does things")
+
+    def test_tool_parameters_must_describe_an_object(self) -> None:
+        """A schema whose root is not an object is refused with the tool's name."""
+        with pytest.raises(ValueError, match=r"'grep'.*object"):
+            ToolDefinition("grep", "search", {"type": "string"})
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("status", "message", "kind", "retryable"),
+        [
+            (400, "bad field", InvalidRequestError, False),
+            (400, "prompt is too long: 250000 tokens", ContextLengthError, False),
+            (401, "invalid x-api-key", AuthenticationError, False),
+            (404, "model not found", NotFoundError, False),
+            (429, "slow down", RateLimitError, True),
+            (
+                429,
+                "You exceeded your current quota (insufficient_quota)",
+                QuotaExceededError,
+                False,
+            ),
+            (500, "boom", ServerError, True),
+            (529, "Overloaded", ServerError, True),
+            (200, "overloaded_error", ServerError, True),
+            (418, "teapot", ProviderError, True),
+        ],
+    )
+    def test_status_and_message_give_the_class(
+        self, status: int, message: str, kind: type[ProviderError], retryable: bool
+    ) -> None:
+        """The status picks the class, refined by the message where it says more."""
+        error = error_for_status(status, message, provider="p")
+        assert type(error) is kind
+        assert error.retryable is retryable
+        assert error.status_code == status
+
+
+class TestClient:
+    async def test_routes_by_provider_then_default(self) -> None:
+        """A request names its provider; without one it goes to the default."""
+        a, b = Scripted("a", [answer(provider="a")]), Scripted("b", [answer(provider="b")])
+        client = Client({"a": a, "b": b}, default_provider="a")
+        assert (await client.complete(request("b"))).provider == "b"
+        assert (await client.complete(request())).provider == "a"
+
+    async def test_no_provider_is_a_configuration_error(self) -> None:
+        """No providers at all, or an unknown one: a ConfigurationError saying what to set."""
+        with pytest.raises(ConfigurationError, match="no LLM provider"):
+            await Client({}).complete(request())
+        with pytest.raises(ConfigurationError, match=r"'c' is not configured.*a"):
+            await Client({"a": Scripted("a", [])}).complete(request("c"))
+
+    async def test_retryable_errors_are_retried_with_backoff(self) -> None:
+        """A server error then a network error, then an answer: two retries, delays growing
+        by the multiplier."""
+        adapter = Scripted("a", [ServerError("500"), NetworkError("reset"), answer()])
+        sleep = RecordingSleep()
+        policy = RetryPolicy(max_retries=2, base_delay=1.0, jitter=False)
+        response = await Client({"a": adapter}, retry=policy, sleep=sleep).complete(request())
+        assert response.text == "done"
+        assert sleep.delays == [1.0, 2.0]
+
+    async def test_retry_after_replaces_the_delay(self) -> None:
+        """A 429 with retry-after waits exactly that long."""
+        adapter = Scripted("a", [RateLimitError("429", retry_after=7.0), answer()])
+        sleep = RecordingSleep()
+        await Client({"a": adapter}, sleep=sleep).complete(request())
+        assert sleep.delays == [7.0]
+
+    async def test_retry_after_beyond_the_maximum_is_not_waited_for(self) -> None:
+        """A retry-after longer than max_delay raises at once, with retry_after set."""
+        adapter = Scripted("a", [RateLimitError("429", retry_after=600.0), answer()])
+        sleep = RecordingSleep()
+        with pytest.raises(RateLimitError) as caught:
+            await Client({"a": adapter}, sleep=sleep).complete(request())
+        assert caught.value.retry_after == 600.0
+        assert sleep.delays == []
+
+    async def test_errors_that_cannot_be_fixed_by_retrying_are_raised_at_once(self) -> None:
+        """An authentication error is not retried."""
+        adapter = Scripted("a", [AuthenticationError("401"), answer()])
+        with pytest.raises(AuthenticationError):
+            await Client({"a": adapter}, sleep=RecordingSleep()).complete(request())
+        assert len(adapter.requests) == 1
+
+    async def test_max_retries_zero_disables_retries(self) -> None:
+        """With max_retries=0 a retryable error is raised on the first failure."""
+        adapter = Scripted("a", [ServerError("500"), answer()])
+        client = Client({"a": adapter}, retry=RetryPolicy(max_retries=0), sleep=RecordingSleep())
+        with pytest.raises(ServerError):
+            await client.complete(request())
+
+    async def test_retries_stop_after_max_retries(self) -> None:
+        """Three server errors with max_retries=2: the third is raised."""
+        adapter = Scripted("a", [ServerError("1"), ServerError("2"), ServerError("3")])
+        sleep = RecordingSleep()
+        with pytest.raises(ServerError, match="3"):
+            await Client({"a": adapter}, sleep=sleep).complete(request())
+        assert len(sleep.delays) == 2
+
+    def test_jitter_stays_within_half_to_one_and_a_half(self) -> None:
+        """Jittered delays for attempt 2 lie in [2, 6] for base 1 and multiplier 2."""
+        policy = RetryPolicy()
+        delays = [policy.delay(2, None) for _ in range(200)]
+        assert all(d is not None and 2.0 <= d <= 6.0 for d in delays)
