@@ -19,7 +19,7 @@ import attrs
 from orchestra.backends.base import CodergenBackend
 from orchestra.engine.context import Context
 from orchestra.engine.mirror import MirrorWriter, write_json
-from orchestra.engine.retry import policy_for
+from orchestra.engine.retry import RetryPolicy, policy_for
 from orchestra.engine.routing import select_edge
 from orchestra.engine.session import SessionRecorder, SessionState
 from orchestra.events import (
@@ -34,7 +34,7 @@ from orchestra.events import (
     StageStarted,
 )
 from orchestra.graph import Edge, Graph, Node
-from orchestra.handlers.base import BranchResult, StageRun, TerminalError
+from orchestra.handlers.base import BranchResult, Handler, StageRun, TerminalError
 from orchestra.handlers.registry import HandlerRegistry
 from orchestra.interviewer.base import Interviewer
 from orchestra.outcome import Outcome, StageStatus
@@ -100,6 +100,8 @@ class Runner:
         self._started = time.monotonic()
         self._next_mirror = 0.0
         self._mirror = MirrorWriter()
+        self._types: dict[str, str] = {}
+        self._plans: dict[str, tuple[Handler, RetryPolicy]] = {}
 
     # the loop ---------------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class Runner:
             node = self.graph.nodes.get(node_id)
             if node is None:
                 return Outcome.fail(f"the pipeline routes to '{node_id}', which is not a node")
-            handler_type = self.handlers.type_for(node, self.graph)
+            handler_type = self._type_for(node)
             if handler_type == "exit":
                 unsatisfied = self._unsatisfied_gate()
                 if unsatisfied is not None:
@@ -239,8 +241,7 @@ class Runner:
         self, node: Node, handler_type: str, context: Context, branch: str | None = None
     ) -> Outcome:
         """Run a node with its retry policy; apply its outcome to ``context``."""
-        handler = self.handlers.resolve(node, self.graph)
-        policy = policy_for(node, self.graph)
+        handler, policy = self._plan(node)
         attempts = 1 if handler_type in _NO_RETRY else policy.max_attempts
         context.set("current_node", node.id)
         stage_dir = self.logs_root / node.id
@@ -376,6 +377,23 @@ class Runner:
         context.set(f"internal.retry_count.{node.id}", self.state.retries.get(node.id, 0))
         return outcome
 
+    def _type_for(self, node: Node) -> str:
+        handler_type = self._types.get(node.id)
+        if handler_type is None:
+            handler_type = self._types[node.id] = self.handlers.type_for(node, self.graph)
+        return handler_type
+
+    def _plan(self, node: Node) -> tuple[Handler, RetryPolicy]:
+        """The node's handler and retry policy: fixed for the run, so worked out once (a
+        wide fan-out starts each branch sooner)."""
+        plan = self._plans.get(node.id)
+        if plan is None:
+            plan = self._plans[node.id] = (
+                self.handlers.resolve(node, self.graph),
+                policy_for(node, self.graph),
+            )
+        return plan
+
     def _recorder_for(self, node_id: str) -> Callable[[str, Mapping[str, Any]], Awaitable[None]]:
         async def record(kind: str, entries: Mapping[str, Any]) -> None:
             await self.recorder.record(node_id, kind, entries)
@@ -395,7 +413,7 @@ class Runner:
             if node is None:
                 reason = f"branch {branch} routes to '{current}', which is not a node"
                 return BranchResult(Outcome.fail(reason), tuple(completed))
-            handler_type = self.handlers.type_for(node, self.graph)
+            handler_type = self._type_for(node)
             if handler_type in ("parallel.fan_in", "exit"):
                 break
             outcome = await self._execute(node, handler_type, context, branch)
