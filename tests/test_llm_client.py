@@ -18,6 +18,7 @@ from orchestra.llm.errors import (
     ProviderError,
     QuotaExceededError,
     RateLimitError,
+    RequestTimeoutError,
     ServerError,
     error_for_status,
 )
@@ -118,10 +119,14 @@ class TestErrors:
             (529, "Overloaded", ServerError, True),
             (200, "overloaded_error", ServerError, True),
             (418, "teapot", ProviderError, True),
+            (400, "context_length_exceeded", ContextLengthError, False),
+            (402, "payment required", QuotaExceededError, False),
+            (408, "request timeout", RequestTimeoutError, False),
+            (500, "the model does not exist", ServerError, True),
         ],
     )
     def test_status_and_message_give_the_class(
-        self, status: int, message: str, kind: type[ProviderError], retryable: bool
+        self, status: int, message: str, kind: type[LLMError], retryable: bool
     ) -> None:
         """The status picks the class, refined by the message where it says more."""
         error = error_for_status(status, message, provider="p")

@@ -127,6 +127,7 @@ class ConfigurationError(LLMError):
 _BY_STATUS: dict[int, type[ProviderError]] = {
     400: InvalidRequestError,
     401: AuthenticationError,
+    402: QuotaExceededError,
     403: AccessDeniedError,
     404: NotFoundError,
     413: ContextLengthError,
@@ -137,12 +138,18 @@ _BY_STATUS: dict[int, type[ProviderError]] = {
 #: message fragments that say more than the status does (lower case)
 _BY_MESSAGE: tuple[tuple[tuple[str, ...], type[ProviderError]], ...] = (
     (
-        ("context length", "too many tokens", "prompt is too long", "context window"),
+        (
+            "context length",
+            "context_length",
+            "too many tokens",
+            "prompt is too long",
+            "context window",
+        ),
         ContextLengthError,
     ),
-    (("content filter", "safety"), ContentFilterError),
+    (("content filter", "content_filter", "safety"), ContentFilterError),
     (("insufficient_quota", "quota"), QuotaExceededError),
-    (("not found", "does not exist"), NotFoundError),
+    (("not found", "not_found", "does not exist"), NotFoundError),
     (("unauthorized", "invalid key", "invalid api key", "invalid x-api-key"), AuthenticationError),
     (("overloaded",), ServerError),
 )
@@ -155,10 +162,24 @@ def error_for_status(
     provider: str,
     error_code: str = "",
     retry_after: float | None = None,
-) -> ProviderError:
-    """The error class a provider's status and message mean (``llm-sdks.md`` §2.6): the
-    status first, refined by the message (a 400 saying "prompt is too long" is a
-    ContextLengthError), 5xx a ServerError, anything else a retryable ProviderError."""
+) -> LLMError:
+    """The error class a provider's status, error code and message mean (``llm-sdks.md``
+    §2.6): 408 a RequestTimeoutError, 5xx a ServerError, other statuses their class, refined
+    by the code or message where they say more (a 400 saying "prompt is too long" is a
+    ContextLengthError, a 429 "insufficient_quota" a QuotaExceededError); anything else a
+    retryable ProviderError."""
+    if status_code == 408:
+        return RequestTimeoutError(
+            message, provider=provider, status_code=408, error_code=error_code
+        )
+    if status_code is not None and status_code >= 500:
+        return ServerError(
+            message,
+            provider=provider,
+            status_code=status_code,
+            error_code=error_code,
+            retry_after=retry_after,
+        )
     lowered = f"{error_code} {message}".lower()
     kind: type[ProviderError] | None = None
     for fragments, candidate in _BY_MESSAGE:
@@ -174,8 +195,6 @@ def error_for_status(
         )
         if kind is None or not refines:
             kind = by_status
-    elif status_code is not None and status_code >= 500 and kind is None:
-        kind = ServerError
     return (kind or ProviderError)(
         message,
         provider=provider,
