@@ -11,6 +11,7 @@ a caller would naturally catch, so ``except ValueError`` still works for bad inp
     ├── StylesheetSyntaxError (ValueError) a model_stylesheet that does not parse, with line:col
     ├── TransformError (TypeError)         a custom transform that did not return a Graph
     ├── ValidationError (ValueError)       a graph with error-severity diagnostics
+    ├── ConfigError (ValueError)           an orchestra.yaml or .env mistake, with file:line and key
     ├── StoreError (OSError)               durable state that cannot be read or written
     │   └── ContextNotFound (LookupError)  a session or turn id the store does not have
     └── RunDirectoryError (OSError)        a run directory file that cannot be written
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AttributeValueError",
     "ConditionSyntaxError",
+    "ConfigError",
     "ContextNotFound",
     "DotSyntaxError",
     "OrchestraError",
@@ -132,6 +134,35 @@ class ValidationError(OrchestraError, ValueError):
         lines = [f"{where}: {len(errors)} error(s):"]
         lines += [f"  {d.render(file)}" for d in errors]
         super().__init__("\n".join(lines))
+
+
+class ConfigError(OrchestraError, ValueError):
+    """A configuration mistake: an ``orchestra.yaml`` or ``.env`` that does not parse or holds
+    a value Orchestra cannot use, or a model that the configuration cannot resolve.
+
+    ``path`` is the file, ``key`` the dotted key (``agents.critic.model``), ``line`` and
+    ``column`` are 1-based; each is None when not known. The message never quotes the
+    file's text, which may hold secrets.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.key = key
+        self.line = line
+        self.column = column
+        where = path or ""
+        if path is not None and line is not None:
+            where += f":{line}" + (f":{column}" if column is not None else "")
+        super().__init__(": ".join(part for part in (where, key, message) if part))
 
 
 class StoreError(OrchestraError, OSError):
