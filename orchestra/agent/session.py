@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import anyio
 import attrs
@@ -24,6 +24,7 @@ from orchestra.llm.types import (
     Message,
     Request,
     Response,
+    Role,
     ToolCall,
     ToolResult,
     Usage,
@@ -109,15 +110,38 @@ class AgentSession:
     _signatures: list[str] = attrs.Factory(list)
     _turns: int = 0
 
-    async def run(self, user_text: str | None) -> AgentResult:
+    async def run(
+        self, user_text: str | None, *, known_results: Mapping[str, ToolOutput] | None = None
+    ) -> AgentResult:
         """Send ``user_text`` (None: continue a recorded history as it stands) and work
-        until the model answers without tools or the limit of model calls is reached."""
+        until the model answers without tools or the limit of model calls is reached.
+
+        A recorded history may end in a round of tool calls cut short (a crash between the
+        calls and their results): that round is finished first, running only the calls
+        whose outputs are not in ``known_results`` (by call id)."""
         if user_text is not None:
             self.history.append(Message.user(user_text))
         usage = Usage()
         model_calls = tool_calls = 0
         written: list[str] = []
         last: Response | None = None
+        pending = self.history[-1].tool_calls if self.history else []
+        if user_text is None and pending and self.history[-1].role is Role.ASSISTANT:
+            known = dict(known_results or {})
+            missing = [call for call in pending if call.id not in known]
+            for call, output in zip(missing, await self._run_tools(missing), strict=True):
+                known[call.id] = output
+                written.extend(output.files_written)
+                tool_calls += 1
+                await self._report(ToolTurn(self._next_index(), call, output))
+            self.history.append(
+                Message.tool_results(
+                    [
+                        ToolResult(call.id, known[call.id].text, known[call.id].is_error)
+                        for call in pending
+                    ]
+                )
+            )
         while True:
             if model_calls >= self.max_model_calls:
                 return self._result(last, "turn_limit", usage, model_calls, tool_calls, written)
