@@ -30,9 +30,7 @@ def client_from_config(config: Config, environ: Mapping[str, str]) -> Client:
         from orchestra.llm.openai import OpenAIAdapter
 
         configured = providers.get("openai")
-        base_url = (configured.base_url if configured else None) or environ.get(
-            "OPENAI_BASE_URL"
-        )
+        base_url = (configured.base_url if configured else None) or environ.get("OPENAI_BASE_URL")
         adapters["openai"] = OpenAIAdapter(
             key,
             base_url=base_url or None,
