@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -21,6 +23,7 @@ from orchestra.llm.errors import (
     RequestTimeoutError,
     ServerError,
     error_for_status,
+    retry_after_seconds,
 )
 from orchestra.llm.types import (
     FinishReason,
@@ -203,3 +206,28 @@ class TestClient:
         policy = RetryPolicy()
         delays = [policy.delay(2, None) for _ in range(200)]
         assert all(d is not None and 2.0 <= d <= 6.0 for d in delays)
+
+
+class TestRetryAfter:
+    @pytest.mark.parametrize(
+        ("headers", "seconds"),
+        [
+            ({"retry-after": "7"}, 7.0),
+            ({"retry-after-ms": "250", "retry-after": "1"}, 0.25),
+            ({"retry-after": "-3"}, 0.0),
+            ({"retry-after": "soon"}, None),
+            ({}, None),
+        ],
+    )
+    def test_headers_give_the_wait_in_seconds(
+        self, headers: dict[str, str], seconds: float | None
+    ) -> None:
+        """retry-after-ms wins over retry-after; negative waits are none; junk is no hint."""
+        assert retry_after_seconds(headers) == seconds
+
+    def test_an_http_date_is_the_time_until_then(self) -> None:
+        """retry-after as an HTTP date gives the seconds from now until that moment."""
+        when = email.utils.formatdate(time.time() + 120, usegmt=True)
+        wait = retry_after_seconds({"retry-after": when})
+        assert wait is not None
+        assert 110 <= wait <= 121

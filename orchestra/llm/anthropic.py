@@ -34,11 +34,9 @@ Streaming is not implemented yet: the adapter answers whole responses only.
 
 from __future__ import annotations
 
-import email.utils
 import inspect
 import json
 import math
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -50,6 +48,7 @@ from orchestra.llm.errors import (
     QuotaExceededError,
     RequestTimeoutError,
     error_for_status,
+    retry_after_seconds,
 )
 from orchestra.llm.types import (
     ContentKind,
@@ -205,7 +204,7 @@ def translate_error(exc: Exception, *, api_key: str = "") -> LLMError:
     message = redact(
         f"Anthropic API error {status} ({error_type or 'unknown'}{request_id}): {detail}"
     )
-    retry_after = _retry_after(exc.response.headers)
+    retry_after = retry_after_seconds(exc.response.headers)
 
     # Kinds error_for_status cannot tell from a status and a message.
     if status == 408:
@@ -227,31 +226,6 @@ def translate_error(exc: Exception, *, api_key: str = "") -> LLMError:
     return error_for_status(
         status, message, provider=PROVIDER, error_code=error_code, retry_after=retry_after
     )
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP
-    date); None when neither says."""
-    milliseconds = _seconds(headers.get("retry-after-ms"))
-    if milliseconds is not None:
-        return milliseconds / 1000
-    value = headers.get("retry-after")
-    seconds = _seconds(value)
-    if seconds is not None or not value:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        number = float(value) if value else None
-    except ValueError:
-        return None
-    return max(0.0, number) if number is not None and math.isfinite(number) else None
 
 
 def _create_params(

@@ -23,6 +23,11 @@ nothing above the adapters sees an SDK exception.
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
+from collections.abc import Mapping
+
 from orchestra.errors import OrchestraError
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "ServerError",
     "StreamError",
     "error_for_status",
+    "retry_after_seconds",
 ]
 
 
@@ -202,3 +208,28 @@ def error_for_status(
         error_code=error_code,
         retry_after=retry_after,
     )
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds a provider asked to wait, from ``retry-after-ms`` or ``retry-after`` (seconds
+    or an HTTP date); None when neither says. Shared by every adapter."""
+    milliseconds = _seconds(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    value = headers.get("retry-after")
+    seconds = _seconds(value)
+    if seconds is not None or not value:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return max(0.0, number) if number is not None and math.isfinite(number) else None

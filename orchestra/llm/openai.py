@@ -16,7 +16,6 @@ Streaming is not implemented yet: ``complete`` is the only call.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from orchestra.llm.errors import (
     QuotaExceededError,
     RequestTimeoutError,
     error_for_status,
+    retry_after_seconds,
 )
 from orchestra.llm.types import (
     ContentKind,
@@ -166,7 +166,7 @@ def _status_error(exc: openai.APIStatusError, redact: Callable[[str], str]) -> L
         + ([f"request {exc.request_id}"] if exc.request_id else [])
     )
     message = redact(f"OpenAI: {detail} ({context})")
-    retry_after = _retry_after_seconds(exc.response.headers)
+    retry_after = retry_after_seconds(exc.response.headers)
     if status == 408:
         return RequestTimeoutError(message, provider=PROVIDER, status_code=status, error_code=code)
     error = error_for_status(
@@ -182,22 +182,6 @@ def _status_error(exc: openai.APIStatusError, redact: Callable[[str], str]) -> L
             retry_after=retry_after,
         )
     return error
-
-
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait the provider asked for, in seconds: ``retry-after-ms``, else ``retry-after``
-    (seconds; an HTTP date is not used). None when absent or not a number."""
-    for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(header)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return None
 
 
 def _request_params(request: Request) -> tuple[dict[str, Any], tuple[str, ...]]:
