@@ -26,7 +26,7 @@ import anyio.to_thread
 import attrs
 import httpx
 
-from orchestra.errors import StoreError
+from orchestra.errors import ConfigError, StoreError
 from orchestra.store.cxdb import protocol as p
 from orchestra.store.cxdb.bundle import BUNDLE_ID
 from orchestra.store.cxdb.client import CxdbClient
@@ -35,7 +35,7 @@ from orchestra.store.embedded import SCHEMA_ID, SCHEMA_VERSION
 from orchestra.store.location import describe_store, is_cxdb, resolve_store
 
 if TYPE_CHECKING:
-    from ruamel.yaml.error import MarkedYAMLError
+    pass
 
 __all__ = ["PROVIDER_KEYS", "Finding", "Status", "check"]
 
@@ -347,52 +347,23 @@ def _reason(err: BaseException) -> str:
 
 
 def _config_finding(cwd: Path) -> Finding:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    """The nearest orchestra.yaml, read the way a run reads it: every mistake a run would
+    stop on (syntax, unknown keys and tiers, missing prompt layer files) is reported here,
+    by file, line and key, never quoting the file."""
+    from orchestra.config.load import find_config, load_config
 
     name = "orchestra.yaml"
-    path = next(
-        (d / "orchestra.yaml" for d in (cwd, *cwd.parents) if (d / "orchestra.yaml").is_file()),
-        None,
-    )
+    path = find_config(cwd)
     if path is None:
         return _ok(name, "none here or in a parent directory; defaults are used")
     try:
-        data: Any = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        return Finding(name, "fail", f"{path}: cannot read it ({err})", "check its permissions")
-    except MarkedYAMLError as err:
-        return Finding(name, "fail", *_syntax_error(path, err))
-    except YAMLError as err:
-        return Finding(
-            name, "fail", f"{path}: not valid YAML ({type(err).__name__})", "fix the YAML syntax"
-        )
-    if data is None:
-        return _ok(name, f"{path} is empty; defaults are used")
-    if not isinstance(data, dict):
-        return Finding(
-            name,
-            "fail",
-            f"{path}: the top level is a {type(data).__name__}, not a map",
-            "write it as `key: value` lines (backend:, providers:, cxdb:, workspace:, agents:)",
-        )
-    keys = ", ".join(str(key) for key in data) or "no keys"
-    return _ok(name, f"{path} parses ({keys})")
-
-
-def _syntax_error(path: Path, err: MarkedYAMLError) -> tuple[str, str]:
-    """(detail, fix) for a YAML syntax error: the parser's words and the position only,
-    never the offending line, which may hold a secret."""
-    mark, start = err.problem_mark, err.context_mark
-    if mark is None:
-        return f"{path}: {err.problem or err.context or 'not valid YAML'}", "fix the YAML syntax"
-    line = mark.line + 1
-    detail = f"{path}:{line}:{mark.column + 1}: {err.problem or err.context}"
-    if err.context and err.problem and start is not None and start.line + 1 != line:
-        # an unclosed quote or bracket: found at the end, begun earlier
-        detail += f" ({err.context} at line {start.line + 1})"
-        return detail, f"fix the YAML syntax between lines {start.line + 1} and {line}"
-    return detail, f"fix the YAML syntax at line {line}"
+        config = load_config(path)
+    except ConfigError as err:
+        where = f" at line {err.line}" if err.line is not None else ""
+        what = err.key or "the file"
+        return Finding(name, "fail", str(err), f"fix {what}{where} in {path}")
+    agents = ", ".join(sorted(config.agents)) or "none"
+    return _ok(name, f"{path} is valid (backend {config.backend}; agents: {agents})")
 
 
 # provider keys -------------------------------------------------------------------------------

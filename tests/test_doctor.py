@@ -227,7 +227,9 @@ class TestConfig:
         monkeypatch.chdir(nested)
         found = by_check(await check())["orchestra.yaml"]
         assert found == Finding(
-            "orchestra.yaml", "ok", f"{here / 'orchestra.yaml'} parses (backend, agents)"
+            "orchestra.yaml",
+            "ok",
+            f"{here / 'orchestra.yaml'} is valid (backend simulation; agents: none)",
         )
 
     async def test_syntax_error_is_reported_with_file_and_line(self, here: Path) -> None:
@@ -246,8 +248,20 @@ class TestConfig:
         (here / "orchestra.yaml").write_text("- backend\n- simulation\n")
         found = by_check(await check())["orchestra.yaml"]
         assert found.status == "fail"
-        assert "a list, not a map" in found.detail
-        assert "key: value" in found.fix
+        assert "expected a map of settings" in found.detail
+        assert found.detail.endswith("got a list")
+        assert str(here / "orchestra.yaml") in found.fix
+
+    async def test_mistakes_a_run_would_stop_on_are_reported(self, here: Path) -> None:
+        """doctor reads orchestra.yaml as a run does: an unknown tier is a failure naming
+        the file, line and key."""
+        (here / "orchestra.yaml").write_text(
+            "agents:\n  critic:\n    model: smrt\n", encoding="utf-8"
+        )
+        found = by_check(await check())["orchestra.yaml"]
+        assert found.status == "fail"
+        assert "orchestra.yaml:3: agents.critic.model: unknown tier 'smrt'" in found.detail
+        assert found.fix.startswith("fix agents.critic.model at line 3")
 
     def test_syntax_error_exits_1_without_quoting_the_file(self, here: Path) -> None:
         """The command fails on a broken config, and does not print the broken line: it may

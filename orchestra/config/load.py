@@ -32,6 +32,9 @@ __all__ = [
     "find_config",
     "load_config",
     "load_env",
+    "parse_yaml",
+    "read_text",
+    "read_yaml",
 ]
 
 CONFIG_FILE_NAME = "orchestra.yaml"
@@ -83,8 +86,8 @@ def load_config(
         path = find_config(start if start is not None else Path.cwd())
         if path is None:
             return Config(backend=default_backend(environ))
-    text = _read(path)
-    data = _parse(text, path)
+    text = read_text(path)
+    data = parse_yaml(text, path)
     lines = _KeyLines(text)
     if data is None:
         data = {}
@@ -131,19 +134,23 @@ def load_env(directory: Path, *, environ: MutableMapping[str, str] | None = None
 # reading -------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path, *, missing: str = "no such file") -> str:
+    """A configuration file's text; a ConfigError naming it when it cannot be read."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("no such file", path=str(path)) from None
+        raise ConfigError(missing, path=str(path)) from None
     except UnicodeDecodeError:
         raise ConfigError("not UTF-8 text", path=str(path)) from None
     except OSError as err:
         raise ConfigError(f"cannot read it: {err.strerror or err}", path=str(path)) from None
 
 
-def _parse(text: str, path: Path) -> Any:
-    """The file's data, read with the safe loader (plain dicts, lists and scalars only)."""
+def parse_yaml(text: str, path: Path) -> Any:
+    """YAML read with the safe loader (plain dicts, lists and scalars only). A syntax error
+    is a ConfigError with the file, line, column and the parser's problem, never its full
+    message, which quotes the file's lines (they may hold secrets). Every configuration
+    file Orchestra reads (orchestra.yaml, prompt layers, prices) goes through here."""
     try:
         return YAML(typ="safe").load(text)
     except MarkedYAMLError as err:
@@ -152,8 +159,12 @@ def _parse(text: str, path: Path) -> Any:
         raise ConfigError(f"not valid YAML ({type(err).__name__})", path=str(path)) from None
 
 
+def read_yaml(path: Path, *, missing: str = "no such file") -> Any:
+    """``parse_yaml(read_text(path))``."""
+    return parse_yaml(read_text(path, missing=missing), path)
+
+
 def _syntax_error(err: MarkedYAMLError, path: Path) -> ConfigError:
-    """The parser's problem and position only: its full message can quote the lines."""
     if isinstance(err, DuplicateKeyError):
         # its problem quotes both values
         problem = "duplicate key; a key may appear once in a map"
@@ -163,6 +174,9 @@ def _syntax_error(err: MarkedYAMLError, path: Path) -> ConfigError:
         if err.context and err.problem and begun and found and begun.line != found.line:
             # an unclosed quote or bracket: found at the end, begun earlier
             problem += f" ({err.context} at line {begun.line + 1})"
+        if "unhashable key" in problem:
+            # ``prompt: {{ goal }}`` reads as a YAML map with a map for its key
+            problem += " (quote text that starts with {{, or give it as a | block)"
     mark = err.problem_mark or err.context_mark
     return ConfigError(
         f"YAML syntax error: {problem}",

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from orchestra.config.converter import CONVERTER, describe, problems
+from orchestra.config.load import read_yaml
 from orchestra.config.model import ModelPrice
 from orchestra.config.models import infer_provider
 from orchestra.errors import ConfigError
@@ -113,24 +112,7 @@ def _bundled() -> Prices:
 
 
 def _from_file(path: Path) -> dict[str, ModelPrice]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("prices file not found", path=str(path)) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read it ({type(err).__name__})", path=str(path)) from None
-    try:
-        data = YAML(typ="safe").load(text)
-    except MarkedYAMLError as err:
-        # its problem only: the full message quotes the file's lines
-        mark = err.problem_mark
-        raise ConfigError(
-            f"YAML syntax error: {err.problem or 'not valid YAML'}",
-            path=str(path),
-            line=mark.line + 1 if mark is not None else None,
-        ) from None
-    except YAMLError as err:
-        raise ConfigError(f"not valid YAML ({type(err).__name__})", path=str(path)) from None
+    data = read_yaml(path, missing="prices file not found")
     if data is None:
         return {}
     if isinstance(data, Mapping) and isinstance(data.get("models"), Mapping):

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from orchestra.config.converter import describe, did_you_mean
+from orchestra.config.load import parse_yaml, read_text
 from orchestra.config.model import AgentConfig
 from orchestra.errors import ConfigError
 
@@ -183,8 +183,8 @@ def compose_agent_prompt(
 @functools.lru_cache(maxsize=_CACHED_LAYERS)
 def _load(kind: LayerKind, path: Path, mtime_ns: int, size: int) -> PromptLayer:
     # mtime_ns and size are only part of the cache key: a changed file is a new entry.
-    source = _read(path)
-    data = _parse(source, path)
+    source = read_text(path, missing="layer file not found")
+    data = parse_yaml(source, path)
     lines = _Lines(source)
     body = _body(kind, data, path, lines)
     unknown = [key for key in body if key not in _LAYER_KEYS]
@@ -243,39 +243,6 @@ def _load(kind: LayerKind, path: Path, mtime_ns: int, size: int) -> PromptLayer:
                 text_line=text_line,
             ) from None
     return PromptLayer(kind, path, name, text, text_key, key_line, text_line, template)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("layer file not found", path=str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", path=str(path)) from None
-    except OSError as err:
-        raise ConfigError(f"cannot read it: {err.strerror or err}", path=str(path)) from None
-
-
-def _parse(source: str, path: Path) -> Any:
-    """The file's data, read with the safe loader; a syntax error gives its problem and
-    position only, since the parser's full message quotes the file's lines."""
-    try:
-        return YAML(typ="safe").load(source)
-    except DuplicateKeyError as err:
-        problem, mark = "duplicate key; a key may appear once in a map", err.problem_mark
-    except MarkedYAMLError as err:
-        problem, mark = err.problem or err.context or "not valid YAML", err.problem_mark
-        if "unhashable key" in problem:
-            # ``prompt: {{ goal }}`` reads as a YAML map with a map for its key
-            problem += " (quote text that starts with {{, or give it as a | block)"
-    except YAMLError as err:
-        raise ConfigError(f"not valid YAML ({type(err).__name__})", path=str(path)) from None
-    raise ConfigError(
-        f"YAML syntax error: {problem}",
-        path=str(path),
-        line=mark.line + 1 if mark is not None else None,
-        column=mark.column + 1 if mark is not None else None,
-    )
 
 
 def _body(kind: LayerKind, data: Any, path: Path, lines: _Lines) -> Mapping[Any, Any]:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestra.errors import StoreError
+from orchestra.errors import ConfigError, StoreError
 from orchestra.store.base import Store
 
 __all__ = ["DEFAULT_STATE_PATH", "describe_store", "is_cxdb", "open_store", "resolve_store"]
@@ -79,19 +79,12 @@ def _configured_url(start: Path) -> str:
     config = _find_config(start)
     if config is None:
         return ""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from orchestra.config.load import read_yaml  # only when there is a file to read
 
     try:
-        data: Any = YAML(typ="safe").load(config.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise StoreError(f"{config}: cannot read it: {err.strerror or err}") from None
-    except YAMLError as err:
-        # Position and problem only: the parser's message can quote the lines (secrets).
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "not valid YAML"
-        raise StoreError(f"{config}{where}: {problem}; `orchestra doctor` checks it") from None
+        data: Any = read_yaml(config)
+    except ConfigError as err:
+        raise StoreError(f"{err}; `orchestra doctor` checks it") from None
     if not isinstance(data, dict):
         return ""
     cxdb = data.get("cxdb")
