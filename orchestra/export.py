@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestra.engine.session import SESSION_STARTED, decode
+from orchestra.engine.session import SESSION_STARTED, decode, session_history
 from orchestra.errors import StoreError
 from orchestra.store.base import Store, TurnRecord
 
@@ -55,20 +55,15 @@ async def export_session(source: Store, session_id: str, target: Store) -> str:
 
 async def _history(store: Store, session_id: str) -> Sequence[TurnRecord]:
     """Every turn of the session, oldest first, checked to be the whole chain."""
-    try:
-        context_id = int(session_id)
-    except ValueError:
-        raise StoreError(f"'{session_id}' is not a session id (a number)") from None
-    head = await store.get_head(context_id)
-    turns = await store.get_last(context_id, limit=head.head_depth + 1)
+    turns = await session_history(store, session_id)
     if not turns:
         raise StoreError(
             f"session {session_id} in {store.location} has no turns yet; nothing to export"
         )
-    if turns[0].depth != 0 or len(turns) != head.head_depth + 1:
+    if turns[0].depth != 0 or len(turns) != turns[-1].depth + 1:
         raise StoreError(
             f"session {session_id} in {store.location}: read {len(turns)} turns of "
-            f"{head.head_depth + 1}; its history is incomplete"
+            f"{turns[-1].depth + 1}; its history is incomplete"
         )
     return turns
 

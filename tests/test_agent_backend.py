@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -12,13 +11,8 @@ from orchestra.backends.agent import AgentBackend, outcome_from_answer
 from orchestra.config import Config, ProviderConfig, Providers
 from orchestra.engine.session import load_session
 from orchestra.llm.client import Client
-from orchestra.llm.errors import AuthenticationError, LLMError
+from orchestra.llm.errors import AuthenticationError
 from orchestra.llm.types import (
-    ContentKind,
-    ContentPart,
-    FinishReason,
-    Message,
-    Request,
     Response,
     Role,
     ToolCall,
@@ -27,6 +21,7 @@ from orchestra.llm.types import (
 from orchestra.outcome import StageStatus
 from orchestra.pipeline import Pipeline, resume
 from orchestra.store.embedded import EmbeddedStore
+from orchestra.testing import ScriptedModel, Step, model_calls, model_says
 
 PIPELINE = """
 digraph build {
@@ -53,51 +48,18 @@ CONFIG = Config(
 )
 
 
-class ScriptedModel:
-    name = "anthropic"
-
-    def __init__(self, script: Sequence[Response | LLMError | Callable[[], None]]) -> None:
-        self.script = list(script)
-        self.requests: list[Request] = []
-
-    async def complete(self, request: Request) -> Response:
-        self.requests.append(request)
-        while True:
-            step = self.script.pop(0)
-            if callable(step) and not isinstance(step, Response | LLMError):
-                step()  # e.g. cancel the run here, as a crash would stop it
-                await anyio.sleep_forever()
-            break
-        if isinstance(step, LLMError):
-            raise step
-        assert isinstance(step, Response)
-        return step
-
-    async def close(self) -> None:
-        return None
-
-
 def says(text: str) -> Response:
-    return Response(
-        "r",
-        "claude-sonnet-4-5",
-        "anthropic",
-        Message.assistant(text),
-        FinishReason("stop"),
-        Usage(1000, 200),
-    )
+    return model_says(text, usage=Usage(1000, 200), model="claude-sonnet-4-5", provider="anthropic")
 
 
 def calls(*tool_calls: ToolCall) -> Response:
-    parts = tuple(ContentPart(ContentKind.TOOL_CALL, tool_call=c) for c in tool_calls)
-    return Response(
-        "r",
-        "claude-sonnet-4-5",
-        "anthropic",
-        Message(Role.ASSISTANT, parts),
-        FinishReason("tool_calls"),
-        Usage(500, 100),
+    return model_calls(
+        *tool_calls, usage=Usage(500, 100), model="claude-sonnet-4-5", provider="anthropic"
     )
+
+
+def anthropic(*script: Step) -> ScriptedModel:
+    return ScriptedModel(script, name="anthropic")
 
 
 WRITE = ToolCall("c1", "write_file", {"file_path": "notes.txt", "content": "v1"})
@@ -117,7 +79,9 @@ class TestAgentNode:
         preferring 'Again': the file is in the workspace, the run takes that edge, and the
         node's tokens and cost are in the context."""
         status = '```status\n{"outcome": "success", "preferred_label": "Again"}\n```'
-        model = ScriptedModel([calls(WRITE), says(f"Notes written.\n{status}")])
+        model = ScriptedModel(
+            name="anthropic", script=[calls(WRITE), says(f"Notes written.\n{status}")]
+        )
 
         result = await load(model, tmp_path, store).run()
 
@@ -142,14 +106,14 @@ class TestAgentNode:
         """A run stopped after the node's tool call (as by a crash) resumes from the
         recorded turns: the tool does not run again and the model sees the whole history."""
         scope = anyio.CancelScope()
-        first = ScriptedModel([calls(WRITE), scope.cancel])
+        first = anthropic(calls(WRITE), scope.cancel)
         pipeline = load(first, tmp_path, store)
         with scope:
             await pipeline.run()
         assert pipeline.session_id is not None
         (tmp_path / "ws" / "notes.txt").write_text("edited by hand")
 
-        second = ScriptedModel([says("Done, carrying on.")])
+        second = anthropic(says("Done, carrying on."))
         backend = AgentBackend(CONFIG, Client({"anthropic": second}), workspace=tmp_path / "ws")
         resumed = await resume(pipeline.session_id, store=store, backend=backend)
 
@@ -164,7 +128,10 @@ class TestAgentNode:
         self, tmp_path: Path, store: EmbeddedStore
     ) -> None:
         """An error retrying cannot fix fails the node without retries, naming the model."""
-        model = ScriptedModel([AuthenticationError("invalid x-api-key", provider="anthropic")])
+        model = ScriptedModel(
+            name="anthropic",
+            script=[AuthenticationError("invalid x-api-key", provider="anthropic")],
+        )
         result = await load(model, tmp_path, store).run()
         assert not result.succeeded
         assert "anthropic/claude-sonnet-4-5: invalid x-api-key" in result.failure_reason
@@ -174,7 +141,7 @@ class TestAgentNode:
     ) -> None:
         """agent= naming an agent orchestra.yaml lacks fails the node, listing the agents."""
         source = PIPELINE.replace('llm_model="worker"', 'agent="critic"')
-        backend = AgentBackend(CONFIG, Client({"anthropic": ScriptedModel([])}))
+        backend = AgentBackend(CONFIG, Client({"anthropic": anthropic()}))
         result = await Pipeline.load(source, store=store, backend=backend, logs_root=tmp_path).run()
         assert "agent 'critic' is not in orchestra.yaml" in result.failure_reason
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -10,56 +9,23 @@ import pytest
 from orchestra.agent.session import AgentSession, ModelTurn, ToolTurn, detect_loop
 from orchestra.agent.tools import Toolset, Workspace
 from orchestra.llm.client import Client
-from orchestra.llm.errors import AuthenticationError, LLMError
+from orchestra.llm.errors import AuthenticationError
 from orchestra.llm.types import (
-    ContentKind,
-    ContentPart,
-    FinishReason,
     Message,
     Request,
     Response,
     Role,
     ToolCall,
-    Usage,
 )
-
-
-class ScriptedModel:
-    """A provider adapter answering from a script and keeping every request."""
-
-    name = "scripted"
-
-    def __init__(self, script: Sequence[Response | LLMError]) -> None:
-        self.script = list(script)
-        self.requests: list[Request] = []
-
-    async def complete(self, request: Request) -> Response:
-        self.requests.append(request)
-        step = self.script.pop(0) if self.script else says("out of script")
-        if isinstance(step, LLMError):
-            raise step
-        return step
-
-    async def close(self) -> None:
-        return None
+from orchestra.testing import ScriptedModel, model_calls, model_says
 
 
 def says(text: str) -> Response:
-    return Response(
-        "r", "m", "scripted", Message.assistant(text), FinishReason("stop"), Usage(10, 5)
-    )
+    return model_says(text)
 
 
 def calls(*tool_calls: ToolCall) -> Response:
-    parts = tuple(ContentPart(ContentKind.TOOL_CALL, tool_call=c) for c in tool_calls)
-    return Response(
-        "r",
-        "m",
-        "scripted",
-        Message(Role.ASSISTANT, parts),
-        FinishReason("tool_calls"),
-        Usage(10, 5),
-    )
+    return model_calls(*tool_calls)
 
 
 def session(model: ScriptedModel, root: Path, **kwargs: object) -> AgentSession:

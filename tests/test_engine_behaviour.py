@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import textwrap
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,13 +13,20 @@ from typing import Any
 
 import anyio
 import pytest
+from pipelines import delays, dot, load, turns
 
 from orchestra.backends.simulation import SimulationBackend
 from orchestra.dot import parse_dot
 from orchestra.engine.context import Context
 from orchestra.engine.retry import PRESETS, Backoff, policy_for
 from orchestra.engine.routing import accelerator_key, normalize_label
-from orchestra.engine.session import CHECKPOINT, SESSION_ENDED, decode, load_session
+from orchestra.engine.session import (
+    CHECKPOINT,
+    SESSION_ENDED,
+    decode,
+    load_session,
+    session_history,
+)
 from orchestra.errors import RunDirectoryError, StoreError
 from orchestra.events import (
     CheckpointSaved,
@@ -41,12 +47,7 @@ from orchestra.outcome import Outcome, StageStatus
 from orchestra.pipeline import Pipeline, ResumeRefused, resume
 from orchestra.store.base import TurnRecord
 from orchestra.store.embedded import EmbeddedStore
-from orchestra.testing import EventRecorder, RecordingSleep, ScriptedBackend
-
-
-def dot(text: str) -> str:
-    """DOT text written indented in a test."""
-    return textwrap.dedent(text).strip() + "\n"
+from orchestra.testing import EventRecorder, ScriptedBackend
 
 
 class Probe:
@@ -79,26 +80,6 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run tool commands from ``tmp_path``, so nothing they do lands in the repository."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def load(source: str, tmp_path: Path, store: Any, **kwargs: Any) -> Pipeline:
-    """The pipeline, with its store and run directory under ``tmp_path`` and a fake sleep."""
-    pipeline = Pipeline.load(source, store=store, logs_root=tmp_path / "run", **kwargs)
-    pipeline.sleep = RecordingSleep()
-    return pipeline
-
-
-def delays(pipeline: Pipeline) -> list[float]:
-    sleep = pipeline.sleep
-    assert isinstance(sleep, RecordingSleep)
-    return sleep.delays
-
-
-async def checkpoint_turns(store: EmbeddedStore, session_id: str) -> list[dict[str, Any]]:
-    """The session's Checkpoint turns, decoded, oldest first."""
-    head = await store.get_head(int(session_id))
-    history = await store.get_last(int(session_id), limit=head.head_depth + 1)
-    return [decode(turn) for turn in history if turn.type_id == CHECKPOINT]
 
 
 def single(node: str, edges: str = "", extra: str = "") -> str:
@@ -774,7 +755,7 @@ class TestRunDirectory:
         assert order == [
             f"{kind}:{n}" for n in nodes for kind in ("StageStarted", "CheckpointSaved")
         ]
-        checkpoints = await checkpoint_turns(store, result.session_id)
+        checkpoints = await turns(store, result.session_id, CHECKPOINT)
         assert [c["node_id"] for c in checkpoints] == nodes
         mirror = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
         assert (mirror["current_node"], mirror["completed_nodes"]) == ("done", nodes)
@@ -791,9 +772,8 @@ class TestRunDirectory:
 
         result = await pipeline.run()
 
-        head = await store.get_head(int(result.session_id))
-        turns = await store.get_last(int(result.session_id), limit=head.head_depth + 1)
-        work = [t for t in turns if t.type_id == CHECKPOINT and decode(t)["node_id"] == "work"]
+        history = await session_history(store, result.session_id)
+        work = [t for t in history if t.type_id == CHECKPOINT and decode(t)["node_id"] == "work"]
         assert 10_000 < len(work[0].payload) < 15_000
         state = await load_session(store, result.session_id)
         # "outcome" differs from the context's (the engine sets it after the updates), so it
@@ -817,7 +797,7 @@ class TestRunDirectory:
             await pipeline.run()
 
         sessions = await store.list_contexts()
-        checkpoints = await checkpoint_turns(store, str(sessions[0].context_id))
+        checkpoints = await turns(store, str(sessions[0].context_id), CHECKPOINT)
         assert [c["node_id"] for c in checkpoints][:2] == ["start", "work"]
 
 

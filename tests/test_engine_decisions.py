@@ -5,31 +5,30 @@ from __future__ import annotations
 
 import functools
 import json
-import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from pipelines import delays, dot, load, turns
 
 from orchestra.engine.context import Context
-from orchestra.engine.session import CHECKPOINT, RECORDED, SessionState, decode
+from orchestra.engine.session import (
+    CHECKPOINT,
+    RECORDED,
+    SessionState,
+    decode,
+    session_history,
+)
 from orchestra.errors import ValidationError
 from orchestra.events import Event, ParallelBranchCompleted, StageRetrying
 from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome
 from orchestra.pipeline import Pipeline, resume
-from orchestra.store.base import TurnRecord
 from orchestra.store.embedded import EmbeddedStore
-from orchestra.testing import EventRecorder, RecordingSleep
+from orchestra.testing import EventRecorder
 from orchestra.validation import Severity
-
-
-def dot(text: str) -> str:
-    """DOT text written indented in a test."""
-    return textwrap.dedent(text).strip() + "\n"
 
 
 class Probe:
@@ -49,30 +48,6 @@ class Probe:
     @property
     def ran(self) -> list[str]:
         return [node_id for node_id, _ in self.seen]
-
-
-def load(source: str, tmp_path: Path, store: EmbeddedStore, **kwargs: Any) -> Pipeline:
-    """The pipeline, with its store and run directory under ``tmp_path`` and a fake sleep."""
-    pipeline = Pipeline.load(source, store=store, logs_root=tmp_path / "run", **kwargs)
-    pipeline.sleep = RecordingSleep()
-    return pipeline
-
-
-def delays(pipeline: Pipeline) -> list[float]:
-    sleep = pipeline.sleep
-    assert isinstance(sleep, RecordingSleep)
-    return sleep.delays
-
-
-async def history(store: EmbeddedStore, session_id: str) -> Sequence[TurnRecord]:
-    """Every turn of a session, oldest first."""
-    head = await store.get_head(int(session_id))
-    return await store.get_last(int(session_id), limit=head.head_depth + 1)
-
-
-async def turns(store: EmbeddedStore, session_id: str, type_id: str) -> list[dict[str, Any]]:
-    """The decoded turns of one type in a session, oldest first."""
-    return [decode(turn) for turn in await history(store, session_id) if turn.type_id == type_id]
 
 
 def routed(work: str, edges: str = "") -> str:
@@ -537,7 +512,7 @@ class TestParallelIsolation:
 
         state = SessionState(session_id=result.session_id)
         recorders: set[str] = set()
-        for turn in await history(store, result.session_id):
+        for turn in await session_history(store, result.session_id):
             fields = decode(turn)
             if turn.type_id == CHECKPOINT and fields["node_id"] == "fork":
                 break

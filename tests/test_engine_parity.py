@@ -7,13 +7,13 @@ simulation backend (``sim_outcomes``) or by a scripted ``CodergenBackend``, neve
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from pipelines import dot, load
 
 from orchestra.dot import parse_dot
 from orchestra.engine.context import Context
@@ -27,11 +27,6 @@ from orchestra.pipeline import Pipeline, resume
 from orchestra.store.embedded import EmbeddedStore
 from orchestra.testing import RecordingSleep, ScriptedBackend
 from orchestra.validation import Severity, validate
-
-
-def dot(text: str) -> str:
-    """DOT text written indented in a test."""
-    return textwrap.dedent(text).strip() + "\n"
 
 
 class Probe:
@@ -68,15 +63,6 @@ class Stall:
             self.reached.set()
             await anyio.sleep_forever()
         return Outcome.success(f"{node.id} done", context_updates={f"{node.id}.done": True})
-
-
-def load(
-    source: str, tmp_path: Path, store: EmbeddedStore, run_dir: str = "run", **kwargs: Any
-) -> Pipeline:
-    """The pipeline, with its store and run directory under ``tmp_path``."""
-    pipeline = Pipeline.load(source, store=store, logs_root=tmp_path / run_dir, **kwargs)
-    pipeline.sleep = RecordingSleep()
-    return pipeline
 
 
 def errors(source: str) -> list[tuple[str, str | None]]:

@@ -14,7 +14,7 @@ import attrs
 import pytest
 from click.testing import CliRunner
 
-from orchestra.engine.session import CHECKPOINT, SessionState, load_session
+from orchestra.engine.session import CHECKPOINT, SessionState, load_session, session_history
 from orchestra.errors import ContextNotFound, StoreError
 from orchestra.events import Event, StageStarted
 from orchestra.export import export_session
@@ -101,11 +101,6 @@ def portable(state: SessionState) -> dict[str, Any]:
     return fields
 
 
-async def history(store: Store, session_id: str) -> list[Any]:
-    head = await store.get_head(int(session_id))
-    return list(await store.get_last(int(session_id), head.head_depth + 1))
-
-
 class TestExportSession:
     async def test_copy_on_cxdb_has_the_same_state(
         self, local: EmbeddedStore, cxdb: CxdbStore, here: Path
@@ -127,7 +122,7 @@ class TestExportSession:
         parent of the next."""
         session = await run_shared(local, here)
         copied = await export_session(local, session, cxdb)
-        source, target = await history(local, session), await history(cxdb, copied)
+        source, target = await session_history(local, session), await session_history(cxdb, copied)
         assert [(t.type_id, t.type_version, t.payload) for t in target] == [
             (t.type_id, t.type_version, t.payload) for t in source
         ]
@@ -156,8 +151,8 @@ class TestExportSession:
             assert portable(await load_session(back_store, back)) == portable(
                 await load_session(local, session)
             )
-            assert [t.payload for t in await history(back_store, back)] == [
-                t.payload for t in await history(local, session)
+            assert [t.payload for t in await session_history(back_store, back)] == [
+                t.payload for t in await session_history(local, session)
             ]
         finally:
             await back_store.close()
@@ -181,13 +176,13 @@ class TestExportSession:
     ) -> None:
         """A session forked at a checkpoint is copied with its ancestors' turns."""
         session = await run_shared(local, here)
-        turns = await history(local, session)
+        turns = await session_history(local, session)
         plan_checkpoint = [t for t in turns if t.type_id == CHECKPOINT][1]
         fork = await local.fork_context(plan_checkpoint.turn_id)
         copied = await export_session(local, str(fork.context_id), cxdb)
         state = await load_session(cxdb, copied)
         assert state.completed_nodes == ["start", "plan"]
-        assert len(await history(cxdb, copied)) == plan_checkpoint.depth + 1
+        assert len(await session_history(cxdb, copied)) == plan_checkpoint.depth + 1
 
     async def test_unknown_session_leaves_the_target_untouched(
         self, local: EmbeddedStore, cxdb: CxdbStore

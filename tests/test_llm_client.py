@@ -26,7 +26,6 @@ from orchestra.llm.errors import (
     retry_after_seconds,
 )
 from orchestra.llm.types import (
-    FinishReason,
     Message,
     Request,
     Response,
@@ -34,45 +33,23 @@ from orchestra.llm.types import (
     ToolResult,
     Usage,
 )
+from orchestra.testing import RecordingSleep, ScriptedModel, Step, model_says
 
 
-class Scripted:
-    """An adapter that raises or answers from a script, one entry per call."""
+def Scripted(name: str, script: Sequence[Response | LLMError]) -> ScriptedModel:
+    return ScriptedModel(script, name=name)
 
-    def __init__(self, name: str, script: Sequence[Response | LLMError]) -> None:
-        self._name = name
-        self.script = list(script)
-        self.requests: list[Request] = []
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def complete(self, request: Request) -> Response:
-        self.requests.append(request)
-        step = self.script.pop(0)
-        if isinstance(step, LLMError):
-            raise step
-        return step
-
-    async def close(self) -> None:
-        return None
+def model(name: str, *script: Step) -> ScriptedModel:
+    return ScriptedModel(script, name=name)
 
 
 def answer(text: str = "done", provider: str = "a") -> Response:
-    return Response("r1", "m", provider, Message.assistant(text), FinishReason("stop"))
+    return model_says(text, provider=provider)
 
 
 def request(provider: str | None = None) -> Request:
     return Request(model="m", messages=(Message.user("hi"),), provider=provider)
-
-
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 class TestTypes:
@@ -141,7 +118,10 @@ class TestErrors:
 class TestClient:
     async def test_routes_by_provider_then_default(self) -> None:
         """A request names its provider; without one it goes to the default."""
-        a, b = Scripted("a", [answer(provider="a")]), Scripted("b", [answer(provider="b")])
+        a, b = (
+            model("a", answer(provider="a")),
+            model("b", answer(provider="b")),
+        )
         client = Client({"a": a, "b": b}, default_provider="a")
         assert (await client.complete(request("b"))).provider == "b"
         assert (await client.complete(request())).provider == "a"
@@ -151,12 +131,14 @@ class TestClient:
         with pytest.raises(ConfigurationError, match="no LLM provider"):
             await Client({}).complete(request())
         with pytest.raises(ConfigurationError, match=r"'c' is not configured.*a"):
-            await Client({"a": Scripted("a", [])}).complete(request("c"))
+            await Client({"a": model("a")}).complete(request("c"))
 
     async def test_retryable_errors_are_retried_with_backoff(self) -> None:
         """A server error then a network error, then an answer: two retries, delays growing
         by the multiplier."""
-        adapter = Scripted("a", [ServerError("500"), NetworkError("reset"), answer()])
+        adapter = ScriptedModel(
+            name="a", script=[ServerError("500"), NetworkError("reset"), answer()]
+        )
         sleep = RecordingSleep()
         policy = RetryPolicy(max_retries=2, base_delay=1.0, jitter=False)
         response = await Client({"a": adapter}, retry=policy, sleep=sleep).complete(request())
@@ -165,14 +147,16 @@ class TestClient:
 
     async def test_retry_after_replaces_the_delay(self) -> None:
         """A 429 with retry-after waits exactly that long."""
-        adapter = Scripted("a", [RateLimitError("429", retry_after=7.0), answer()])
+        adapter = model("a", RateLimitError("429", retry_after=7.0), answer())
         sleep = RecordingSleep()
         await Client({"a": adapter}, sleep=sleep).complete(request())
         assert sleep.delays == [7.0]
 
     async def test_retry_after_beyond_the_maximum_is_not_waited_for(self) -> None:
         """A retry-after longer than max_delay raises at once, with retry_after set."""
-        adapter = Scripted("a", [RateLimitError("429", retry_after=600.0), answer()])
+        adapter = ScriptedModel(
+            name="a", script=[RateLimitError("429", retry_after=600.0), answer()]
+        )
         sleep = RecordingSleep()
         with pytest.raises(RateLimitError) as caught:
             await Client({"a": adapter}, sleep=sleep).complete(request())
@@ -181,21 +165,23 @@ class TestClient:
 
     async def test_errors_that_cannot_be_fixed_by_retrying_are_raised_at_once(self) -> None:
         """An authentication error is not retried."""
-        adapter = Scripted("a", [AuthenticationError("401"), answer()])
+        adapter = model("a", AuthenticationError("401"), answer())
         with pytest.raises(AuthenticationError):
             await Client({"a": adapter}, sleep=RecordingSleep()).complete(request())
         assert len(adapter.requests) == 1
 
     async def test_max_retries_zero_disables_retries(self) -> None:
         """With max_retries=0 a retryable error is raised on the first failure."""
-        adapter = Scripted("a", [ServerError("500"), answer()])
+        adapter = model("a", ServerError("500"), answer())
         client = Client({"a": adapter}, retry=RetryPolicy(max_retries=0), sleep=RecordingSleep())
         with pytest.raises(ServerError):
             await client.complete(request())
 
     async def test_retries_stop_after_max_retries(self) -> None:
         """Three server errors with max_retries=2: the third is raised."""
-        adapter = Scripted("a", [ServerError("1"), ServerError("2"), ServerError("3")])
+        adapter = ScriptedModel(
+            name="a", script=[ServerError("1"), ServerError("2"), ServerError("3")]
+        )
         sleep = RecordingSleep()
         with pytest.raises(ServerError, match="3"):
             await Client({"a": adapter}, sleep=sleep).complete(request())

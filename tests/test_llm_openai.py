@@ -41,6 +41,7 @@ from orchestra.llm.types import (
     ToolResult,
     Usage,
 )
+from orchestra.testing import RecordingSleep
 
 KEY = "sk-test-0123456789-very-secret"
 BASE_URL = "http://openai.test/v1"
@@ -178,14 +179,6 @@ async def sent_body(server: FakeOpenAI, adapter: OpenAIAdapter, req: Request) ->
     server.replies.append(answer(text_item("ok")))
     await adapter.complete(req)
     return server.bodies[-1]
-
-
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 class TestAdapter:

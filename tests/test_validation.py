@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from pipelines import dot
 
 from orchestra.dot import parse_dot
 from orchestra.errors import OrchestraError, ValidationError
@@ -23,11 +23,6 @@ from orchestra.validation import (
 )
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
-
-
-def dot(text: str) -> str:
-    """DOT text written indented in a test, with `digraph` on line 1."""
-    return textwrap.dedent(text).strip() + "\n"
 
 
 def line_of(text: str, fragment: str) -> int:

@@ -16,7 +16,7 @@ import os
 import platform
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -29,6 +29,7 @@ __all__ = [
     "SessionRecorder",
     "SessionState",
     "load_session",
+    "session_history",
 ]
 
 SESSION_STARTED = "orchestra.SessionStarted"
@@ -278,15 +279,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def load_session(store: Store, session_id: str) -> SessionState:
-    """Fold every turn of a session into its state."""
+async def session_history(store: Store, session_id: str) -> Sequence[TurnRecord]:
+    """Every turn of a session, oldest first (the chain from its head to its first turn)."""
     try:
         context_id = int(session_id)
     except ValueError:
         raise StoreError(f"'{session_id}' is not a session id (a number)") from None
     head = await store.get_head(context_id)
-    turns = await store.get_last(context_id, limit=head.head_depth + 1)
-    state = SessionState(session_id=str(context_id))
+    return await store.get_last(context_id, limit=head.head_depth + 1)
+
+
+async def load_session(store: Store, session_id: str) -> SessionState:
+    """Fold every turn of a session into its state."""
+    turns = await session_history(store, session_id)
+    state = SessionState(session_id=str(int(session_id)))
     for turn in turns:
         state.apply(turn)
     return state
