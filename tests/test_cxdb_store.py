@@ -180,16 +180,29 @@ class TestFaults:
         assert (await cxdb.get_head(context)).head_turn_id == turn
         assert cxdb_server.requests[p.MsgType.GET_HEAD] >= 2
 
-    async def test_hash_mismatch_is_refused_before_sending(self, cxdb: CxdbStore) -> None:
+    def test_hash_mismatch_is_refused_before_sending(self) -> None:
         """A payload whose hash does not match is refused by the encoder (the server would
         close the connection without a word)."""
         with pytest.raises(ValueError, match="content_hash"):
             p.encode_append_turn(1, 0, "t", 1, b"\x91\x01", content_hash=b"\0" * 32)
 
-    async def test_blob_with_the_wrong_content_is_refused(self, cxdb: CxdbStore) -> None:
-        """get_blob checks the bytes against the hash asked for."""
+    async def test_blob_with_the_wrong_content_is_refused(
+        self, cxdb: CxdbStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """get_blob checks the bytes that come back against the hash asked for: different
+        bytes are a StoreError saying so, not data."""
         digest = await cxdb.put_blob(b"right")
         assert await cxdb.get_blob(digest) == b"right"
+
+        async def tampered(blob_hash: bytes) -> bytes:
+            return b"wrong"
+
+        monkeypatch.setattr(cxdb.client, "get_blob", tampered)
+        with pytest.raises(StoreError, match="hash mismatch"):
+            await cxdb.get_blob(digest)
+
+    async def test_blob_the_server_lacks_is_not_found(self, cxdb: CxdbStore) -> None:
+        """A blob CXDB does not have (it closes the connection on it) is a LookupError."""
         with pytest.raises(LookupError):
             await cxdb.get_blob(content_hash(b"never stored"))
 
