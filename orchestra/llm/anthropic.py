@@ -6,6 +6,10 @@
 into :mod:`orchestra.llm.errors`. The SDK is imported on the first call, never when this
 module is imported, so ``orchestra compile`` does not pay for it.
 
+:meth:`AnthropicAdapter.stream` sends the same request through ``messages.stream``: the
+SDK accumulates the message, so the FINISH event's response is built by the same code as
+``complete``'s, from the same ``Message``.
+
 The SDK client is built with ``max_retries=0``: :class:`~orchestra.llm.client.Client`
 retries, once, with the ``retry-after`` the error carries.
 
@@ -28,8 +32,9 @@ What the translation settles:
   (``cache_read_tokens``, ``cache_write_tokens``). Reasoning tokens are the API's
   ``thinking_tokens`` when it reports them, else estimated from the thinking text at about
   four characters per token (rounded up).
-
-Streaming is not implemented yet: the adapter answers whole responses only.
+- a stream that breaks off (an ``error`` event, a dropped connection, an end before
+  ``message_stop``) raises: an error event as the error its type stands for (an
+  ``overloaded_error`` is a retryable ServerError), anything else a StreamError.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from orchestra.llm.errors import (
@@ -47,6 +52,7 @@ from orchestra.llm.errors import (
     ProviderError,
     QuotaExceededError,
     RequestTimeoutError,
+    StreamError,
     error_for_status,
     retry_after_seconds,
 )
@@ -58,6 +64,8 @@ from orchestra.llm.types import (
     Request,
     Response,
     Role,
+    StreamEvent,
+    StreamEventKind,
     ThinkingData,
     ToolCall,
     ToolDefinition,
@@ -148,6 +156,37 @@ class AnthropicAdapter:
             raise translate_error(exc, api_key=self._api_key) from None
         return _response(message, warnings)
 
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """The events of one ``messages.stream`` call, ending with FINISH; raises an
+        :class:`~orchestra.llm.errors.LLMError`."""
+        import anthropic
+        import httpx2
+
+        client = self._sdk_client()
+        params, warnings = _create_params(request, self._accepted_options)
+        translation = _StreamTranslation(warnings)
+        try:
+            async with client.messages.stream(**params) as events:
+                async for event in events:
+                    for unified in translation.feed(event):
+                        yield unified
+        except anthropic.AnthropicError as exc:
+            raise translate_error(exc, api_key=self._api_key) from None
+        except httpx2.TransportError as exc:
+            # The SDK lets a connection that fails mid-stream surface as httpx2's error.
+            raise StreamError(
+                _redact(f"the Anthropic stream broke off: {exc}", self._api_key),
+                provider=PROVIDER,
+            ) from None
+        except ValueError as exc:
+            # The SDK could not parse a tool's input as it accumulated the stream.
+            raise StreamError(
+                _redact(f"the Anthropic stream was malformed: {exc}", self._api_key),
+                provider=PROVIDER,
+            ) from None
+        if not translation.finished:
+            raise StreamError("the Anthropic stream ended before message_stop", provider=PROVIDER)
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
@@ -177,9 +216,7 @@ def translate_error(exc: Exception, *, api_key: str = "") -> LLMError:
     import anthropic
 
     def redact(text: str) -> str:
-        if len(api_key) >= _MIN_REDACTED_KEY:
-            text = text.replace(api_key, "[redacted]")
-        return text
+        return _redact(text, api_key)
 
     # APITimeoutError is a subclass of APIConnectionError: it goes first.
     if isinstance(exc, anthropic.APITimeoutError):
@@ -226,6 +263,13 @@ def translate_error(exc: Exception, *, api_key: str = "") -> LLMError:
     return error_for_status(
         status, message, provider=PROVIDER, error_code=error_code, retry_after=retry_after
     )
+
+
+def _redact(text: str, api_key: str) -> str:
+    """``text`` with ``api_key`` blanked out."""
+    if len(api_key) >= _MIN_REDACTED_KEY:
+        text = text.replace(api_key, "[redacted]")
+    return text
 
 
 def _create_params(
@@ -364,8 +408,7 @@ def _response(message: Any, warnings: Sequence[str]) -> Response:
         if block.type == "text":
             parts.append(ContentPart.of_text(block.text))
         elif block.type == "tool_use":
-            call = ToolCall(id=block.id, name=block.name, arguments=dict(block.input))
-            parts.append(ContentPart(ContentKind.TOOL_CALL, tool_call=call))
+            parts.append(ContentPart(ContentKind.TOOL_CALL, tool_call=_tool_call(block)))
         elif block.type == "thinking":
             thinking = ThinkingData(block.thinking, signature=block.signature, provider=PROVIDER)
             parts.append(ContentPart(ContentKind.THINKING, thinking=thinking))
@@ -384,6 +427,60 @@ def _response(message: Any, warnings: Sequence[str]) -> Response:
         usage=_usage(message.usage, parts),
         warnings=tuple(notes),
     )
+
+
+def _tool_call(block: Any) -> ToolCall:
+    """The call a ``tool_use`` block asks for."""
+    return ToolCall(id=block.id, name=block.name, arguments=dict(block.input))
+
+
+class _StreamTranslation:
+    """Turns the events of an SDK ``MessageStream`` into unified stream events. The SDK
+    accumulates the message; this keeps only what the unified events need on the way."""
+
+    def __init__(self, warnings: Sequence[str]) -> None:
+        self.warnings = warnings
+        self.finished = False
+        #: by block index: the id and name of each tool_use block, and its input text so far
+        self.calls: dict[int, tuple[str, str, str]] = {}
+
+    def feed(self, event: Any) -> list[StreamEvent]:
+        if event.type == "message_start":
+            return [StreamEvent(StreamEventKind.STREAM_START)]
+        if event.type == "content_block_start":
+            block = event.content_block
+            if block.type != "tool_use":
+                return []
+            self.calls[event.index] = (block.id, block.name, "")
+            call = ToolCall(block.id, block.name, "")
+            return [StreamEvent(StreamEventKind.TOOL_CALL_START, tool_call=call)]
+        if event.type == "content_block_delta":
+            return self._delta(event.index, event.delta)
+        if event.type == "content_block_stop" and event.index in self.calls:
+            call = _tool_call(event.content_block)
+            return [StreamEvent(StreamEventKind.TOOL_CALL_END, tool_call=call)]
+        if event.type == "message_stop":
+            self.finished = True
+            response = _response(event.message, self.warnings)
+            return [StreamEvent(StreamEventKind.FINISH, response=response)]
+        return []
+
+    def _delta(self, index: int, delta: Any) -> list[StreamEvent]:
+        if delta.type == "text_delta":
+            return [StreamEvent(StreamEventKind.TEXT_DELTA, delta=delta.text)]
+        if delta.type == "thinking_delta":
+            return [StreamEvent(StreamEventKind.REASONING_DELTA, delta=delta.thinking)]
+        if delta.type == "input_json_delta" and index in self.calls:
+            call_id, name, so_far = self.calls[index]
+            so_far += delta.partial_json
+            self.calls[index] = (call_id, name, so_far)
+            call = ToolCall(call_id, name, so_far)
+            return [
+                StreamEvent(
+                    StreamEventKind.TOOL_CALL_DELTA, delta=delta.partial_json, tool_call=call
+                )
+            ]
+        return []
 
 
 def _usage(usage: Any, parts: Sequence[ContentPart]) -> Usage:

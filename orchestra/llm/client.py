@@ -1,21 +1,24 @@
 """The unified client: routes a request to its provider's adapter, and retries what can be
 retried (``llm-sdks.md`` §2.1, §2.6). Adapters never retry, and their SDK clients are built
 with ``max_retries=0``: retries happen here, once, with backoff and ``retry-after``.
+
+A stream is retried only while nothing of it has reached the caller: once an event was
+delivered, a failure propagates (a retry would repeat what the caller already saw).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import anyio
 import attrs
 
 from orchestra.llm.errors import ConfigurationError, LLMError
-from orchestra.llm.types import Request, Response
+from orchestra.llm.types import Request, Response, StreamEvent
 
-__all__ = ["Client", "ProviderAdapter", "RetryPolicy"]
+__all__ = ["Client", "ProviderAdapter", "RetryPolicy", "StreamingAdapter"]
 
 
 @runtime_checkable
@@ -28,6 +31,17 @@ class ProviderAdapter(Protocol):
     async def complete(self, request: Request) -> Response: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingAdapter(ProviderAdapter, Protocol):
+    """An adapter that can also stream. Streaming is optional: :meth:`Client.stream` refuses
+    a provider whose adapter lacks it."""
+
+    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """The events of one model call, ending with FINISH; raises an
+        :class:`~orchestra.llm.errors.LLMError`. Never retries."""
+        ...
 
 
 @attrs.frozen
@@ -96,15 +110,61 @@ class Client:
             try:
                 return await adapter.complete(request)
             except LLMError as err:
-                if not err.retryable or attempt >= self.retry.max_retries:
-                    raise
-                delay = self.retry.delay(attempt, err.retry_after)
+                delay = self._retry_delay(err, attempt)
                 if delay is None:
                     raise
-                if self.on_retry is not None:
-                    self.on_retry(err, attempt + 1, delay)
-                await self.sleep(delay)
+                await self._wait(err, attempt, delay)
                 attempt += 1
+
+    def stream(self, request: Request) -> AsyncGenerator[StreamEvent, None]:
+        """The events of one model call, ending with FINISH, whose response is what
+        :meth:`complete` would have returned. A retryable error before the first event is
+        retried per the policy; after it, the error propagates. Close the generator (e.g.
+        with ``contextlib.aclosing``) when leaving it early: that closes the connection.
+
+        A provider whose adapter cannot stream is a ConfigurationError, raised here."""
+        adapter = self.adapter_for(request)
+        if not isinstance(adapter, StreamingAdapter):
+            raise ConfigurationError(
+                f"provider {adapter.name!r} cannot stream: its adapter has no stream(); "
+                "use complete()"
+            )
+        return self._stream(adapter, request)
+
+    async def _stream(
+        self, adapter: StreamingAdapter, request: Request
+    ) -> AsyncGenerator[StreamEvent, None]:
+        attempt = 0
+        while True:
+            delivered = False
+            events = adapter.stream(request)
+            try:
+                async for event in events:
+                    delivered = True
+                    yield event
+                return
+            except LLMError as err:
+                delay = None if delivered else self._retry_delay(err, attempt)
+                if delay is None:
+                    raise
+                failure = err
+            finally:
+                if isinstance(events, AsyncGenerator):
+                    await events.aclose()
+            await self._wait(failure, attempt, delay)
+            attempt += 1
+
+    def _retry_delay(self, err: LLMError, attempt: int) -> float | None:
+        """Seconds to wait before retry ``attempt`` (0-based) after ``err``, or None: give
+        up and raise it."""
+        if not err.retryable or attempt >= self.retry.max_retries:
+            return None
+        return self.retry.delay(attempt, err.retry_after)
+
+    async def _wait(self, err: LLMError, attempt: int, delay: float) -> None:
+        if self.on_retry is not None:
+            self.on_retry(err, attempt + 1, delay)
+        await self.sleep(delay)
 
     async def close(self) -> None:
         for adapter in self.providers.values():

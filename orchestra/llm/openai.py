@@ -6,27 +6,34 @@ response (``reasoning`` items with their ``encrypted_content``, messages, functi
 kept on the returned assistant message as ``Message.provider_items["openai"]`` and sent back
 verbatim when that message is part of a later request (``llm-sdks.md`` §2.3).
 
+``stream`` sends the same request with ``stream=True``. Its FINISH event is built from the
+response that ``response.completed`` (or ``response.incomplete``) carries, by the same code
+as ``complete``'s answer. OpenAI reports a failure mid-stream as an ``error`` or a
+``response.failed`` event, not as an exception: the adapter raises the error its code
+stands for (``server_error`` a ServerError, ``rate_limit_exceeded`` a RateLimitError, an
+unknown code a StreamError), as it does for a stream that breaks off or ends early.
+
 Errors are mapped onto ``orchestra.llm.errors``; the SDK client is built with
 ``max_retries=0`` because retries belong to ``orchestra.llm.client.Client``. The ``openai``
 SDK is imported on first use, not when this module is imported.
-
-Streaming is not implemented yet: ``complete`` is the only call.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestra.llm.errors import (
     ConfigurationError,
+    ContentFilterError,
     ContextLengthError,
     LLMError,
     NetworkError,
     ProviderError,
     QuotaExceededError,
     RequestTimeoutError,
+    StreamError,
     error_for_status,
     retry_after_seconds,
 )
@@ -38,6 +45,8 @@ from orchestra.llm.types import (
     Request,
     Response,
     Role,
+    StreamEvent,
+    StreamEventKind,
     ThinkingData,
     ToolCall,
     ToolDefinition,
@@ -47,7 +56,7 @@ from orchestra.llm.types import (
 if TYPE_CHECKING:
     import openai
     from openai.types.responses import Response as OpenAIResponse
-    from openai.types.responses import ResponseUsage
+    from openai.types.responses import ResponseStreamEvent, ResponseUsage
 
 __all__ = ["OpenAIAdapter"]
 
@@ -60,6 +69,22 @@ _BY_CODE: dict[str, type[ProviderError]] = {
 }
 
 _INCOMPLETE: dict[str, str] = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+#: the HTTP status an error code stands for, for an error that arrives in a stream answered
+#: with 200; other codes are StreamErrors
+_STATUS_OF_STREAM_CODE: dict[str, int] = {
+    "server_error": 500,
+    "vector_store_timeout": 504,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "context_length_exceeded": 400,
+    "invalid_prompt": 400,
+}
+
+#: stream error codes that say a safety policy refused the request
+_POLICY_CODES = frozenset(
+    {"bio_policy", "misalignment_policy_violation", "image_content_policy_violation"}
+)
 
 
 class OpenAIAdapter:
@@ -121,6 +146,35 @@ class OpenAIAdapter:
             raise self._error(exc) from (None if self._leaks(exc) else exc)
         return _unified_response(raw, warnings)
 
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """The events of one ``responses.create(stream=True)`` call, ending with FINISH;
+        raises an ``orchestra.llm.errors`` error."""
+        import openai
+
+        params, warnings = _request_params(request)
+        try:
+            events = await self._client().responses.create(**params, stream=True)
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from (None if self._leaks(exc) else exc)
+        translation = _StreamTranslation(warnings, redact=self._redact)
+        try:
+            async with events:
+                async for event in events:
+                    for unified in translation.feed(event):
+                        yield unified
+        except openai.APIConnectionError as exc:
+            # The response had begun: a timeout or a dropped connection breaks the stream.
+            cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+            raise StreamError(
+                self._redact(f"the OpenAI stream broke off{cause}"), provider=PROVIDER
+            ) from None
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from (None if self._leaks(exc) else exc)
+        if not translation.finished:
+            raise StreamError(
+                "the OpenAI stream ended before response.completed", provider=PROVIDER
+            )
+
     async def close(self) -> None:
         if self._sdk is not None:
             await self._sdk.close()
@@ -136,13 +190,14 @@ class OpenAIAdapter:
             seen = seen.__cause__ or seen.__context__
         return False
 
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]")
+
     def _error(self, exc: openai.OpenAIError) -> LLMError:
         """The ``orchestra.llm.errors`` error an SDK exception means, without the API key."""
         import openai
 
-        def redact(text: str) -> str:
-            return text.replace(self._api_key, "[redacted]")
-
+        redact = self._redact
         if isinstance(exc, openai.APITimeoutError):  # a subclass of APIConnectionError
             return RequestTimeoutError(
                 f"OpenAI did not answer within {self._timeout:g}s", provider=PROVIDER
@@ -152,6 +207,9 @@ class OpenAIAdapter:
             return NetworkError(redact(f"cannot reach OpenAI{cause}"), provider=PROVIDER)
         if isinstance(exc, openai.APIStatusError):
             return _status_error(exc, redact)
+        if type(exc) is openai.APIError:
+            # The SDK raises it for an error object in a stream's data.
+            return _stream_error(exc.code or "", exc.message, redact)
         return ProviderError(redact(f"OpenAI SDK error: {exc}"), provider=PROVIDER)
 
 
@@ -182,6 +240,77 @@ def _status_error(exc: openai.APIStatusError, redact: Callable[[str], str]) -> L
             retry_after=retry_after,
         )
     return error
+
+
+def _stream_error(code: str, message: str, redact: Callable[[str], str]) -> LLMError:
+    """The error an ``error`` or ``response.failed`` event of a stream means."""
+    text = redact(f"OpenAI stream failed: {message} ({code or 'no code'})")
+    if code in _POLICY_CODES:
+        return ContentFilterError(text, provider=PROVIDER, error_code=code)
+    status = _STATUS_OF_STREAM_CODE.get(code)
+    if status is None:
+        return StreamError(text, provider=PROVIDER, error_code=code)
+    error = error_for_status(status, text, provider=PROVIDER, error_code=code)
+    refined = _BY_CODE.get(code)
+    if refined is not None and not isinstance(error, refined):
+        return refined(text, provider=PROVIDER, status_code=status, error_code=code)
+    return error
+
+
+class _StreamTranslation:
+    """Turns Responses API stream events into unified stream events."""
+
+    def __init__(self, warnings: tuple[str, ...], *, redact: Callable[[str], str]) -> None:
+        self.warnings = warnings
+        self.redact = redact
+        self.finished = False
+        #: by output index: the call id and name of each function call, and its arguments so far
+        self.calls: dict[int, tuple[str, str, str]] = {}
+
+    def feed(self, event: ResponseStreamEvent) -> list[StreamEvent]:
+        """The unified events ``event`` stands for; raises on an ``error`` or
+        ``response.failed`` event."""
+        if event.type == "response.created":
+            return [StreamEvent(StreamEventKind.STREAM_START)]
+        if event.type in ("response.output_text.delta", "response.refusal.delta"):
+            # complete() reads a refusal as the answer's text, so the stream does too.
+            return [StreamEvent(StreamEventKind.TEXT_DELTA, delta=event.delta)]
+        if event.type == "response.reasoning_summary_part.added" and event.summary_index > 0:
+            # complete() joins a reasoning item's summary parts with a blank line.
+            return [StreamEvent(StreamEventKind.REASONING_DELTA, delta="\n\n")]
+        if event.type == "response.reasoning_summary_text.delta":
+            return [StreamEvent(StreamEventKind.REASONING_DELTA, delta=event.delta)]
+        if event.type == "response.output_item.added" and event.item.type == "function_call":
+            self.calls[event.output_index] = (event.item.call_id, event.item.name, "")
+            call = ToolCall(event.item.call_id, event.item.name, "")
+            return [StreamEvent(StreamEventKind.TOOL_CALL_START, tool_call=call)]
+        if (
+            event.type == "response.function_call_arguments.delta"
+            and event.output_index in self.calls
+        ):
+            call_id, name, so_far = self.calls[event.output_index]
+            so_far += event.delta
+            self.calls[event.output_index] = (call_id, name, so_far)
+            call = ToolCall(call_id, name, so_far)
+            return [StreamEvent(StreamEventKind.TOOL_CALL_DELTA, delta=event.delta, tool_call=call)]
+        if event.type == "response.output_item.done" and event.item.type == "function_call":
+            item = event.item
+            call = ToolCall(item.call_id, item.name, _parse_arguments(item.arguments))
+            return [StreamEvent(StreamEventKind.TOOL_CALL_END, tool_call=call)]
+        if event.type in ("response.completed", "response.incomplete"):
+            self.finished = True
+            response = _unified_response(event.response, self.warnings)
+            return [StreamEvent(StreamEventKind.FINISH, response=response)]
+        if event.type == "response.failed":
+            error = event.response.error
+            if error is None:
+                raise StreamError(
+                    "the OpenAI response failed without saying why", provider=PROVIDER
+                )
+            raise _stream_error(error.code, error.message, self.redact)
+        if event.type == "error":
+            raise _stream_error(event.code or "", event.message, self.redact)
+        return []
 
 
 def _request_params(request: Request) -> tuple[dict[str, Any], tuple[str, ...]]:

@@ -21,6 +21,8 @@ __all__ = [
     "Request",
     "Response",
     "Role",
+    "StreamEvent",
+    "StreamEventKind",
     "ThinkingData",
     "ToolCall",
     "ToolDefinition",
@@ -225,3 +227,47 @@ class Response:
     @property
     def reasoning(self) -> str:
         return self.message.reasoning
+
+
+class StreamEventKind(enum.Enum):
+    """What a :class:`StreamEvent` reports (unified-llm-spec §3.14, without the start/end
+    events of text and reasoning segments, which no caller needs)."""
+
+    #: the provider accepted the request and began answering
+    STREAM_START = "stream_start"
+    #: more answer text, in ``delta``
+    TEXT_DELTA = "text_delta"
+    #: more reasoning text (Anthropic thinking, an OpenAI reasoning summary), in ``delta``
+    REASONING_DELTA = "reasoning_delta"
+    #: the model began a tool call: ``tool_call`` has its id and name, no arguments yet
+    TOOL_CALL_START = "tool_call_start"
+    #: more of a call's arguments (JSON text) in ``delta``; ``tool_call.arguments`` holds
+    #: the text so far
+    TOOL_CALL_DELTA = "tool_call_delta"
+    #: the call is whole: ``tool_call`` is the one the final response holds
+    TOOL_CALL_END = "tool_call_end"
+    #: the answer is complete: ``response`` is what ``complete()`` would have returned
+    FINISH = "finish"
+
+
+@attrs.frozen
+class StreamEvent:
+    """One event of a streamed model call (unified-llm-spec §3.13). Joining the ``delta`` of
+    the TEXT_DELTA events gives ``response.text`` of the FINISH event, which carries the
+    whole :class:`Response`, thinking signatures and provider items included, so that its
+    message can go back verbatim in the next request."""
+
+    kind: StreamEventKind
+    delta: str = ""
+    tool_call: ToolCall | None = None
+    response: Response | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """The call's usage, on the FINISH event."""
+        return self.response.usage if self.response is not None else None
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        """Why the model stopped, on the FINISH event."""
+        return self.response.finish_reason if self.response is not None else None
