@@ -63,6 +63,7 @@ GRAPH_ATTRIBUTES: Mapping[str, AttrType] = {
     "retry_target": S,
     "fallback_retry_target": S,
     "default_fidelity": S,
+    "context_thread_default": S,
     "retry_policy": S,
     "stack.child_dotfile": S,
     "stack.child_workdir": S,
@@ -104,7 +105,12 @@ NODE_ATTRIBUTES: Mapping[str, AttrType] = {
     # Orchestra
     "agent": S,
     "agent.mode": S,
+    "agent.max_turns": INT,
     "backend": S,
+    "cli_agent": S,
+    "workspace": S,
+    "tool_hooks.pre": S,
+    "tool_hooks.post": S,
     "sim_outcomes": S,
 }
 

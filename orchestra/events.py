@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -96,6 +96,8 @@ class StageCompleted(Event):
     attempts: int = 1
     notes: str = ""
     branch: str | None = None
+    #: what an LLM stage spent: tokens, calls, cost (``orchestra.engine.usage``)
+    usage: Mapping[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -107,6 +109,7 @@ class StageFailed(Event):
     will_retry: bool
     attempts: int = 1
     branch: str | None = None
+    usage: Mapping[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -11,12 +11,12 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import attrs
 
 from orchestra.backends.base import CodergenBackend
-from orchestra.backends.simulation import SimulationBackend
 from orchestra.dot import parse_dot
 from orchestra.engine.runner import Runner, RunResult
 from orchestra.engine.session import SESSION_KIND, SessionRecorder, SessionState, load_session
@@ -30,6 +30,10 @@ from orchestra.store.base import Store, content_hash
 from orchestra.store.location import open_store
 from orchestra.transforms import TransformLike, apply_transforms
 from orchestra.validation import Diagnostic, LintRule, Severity, validate
+
+if TYPE_CHECKING:
+    from orchestra.backends.configured import ConfiguredBackend
+    from orchestra.config import Config
 
 __all__ = [
     "Pipeline",
@@ -81,7 +85,8 @@ class Pipeline:
         diagnostics: Iterable[Diagnostic] = (),
         variables: Mapping[str, str] | None = None,
         store: Store | None = None,
-        backend: CodergenBackend | None = None,
+        config: Config | None = None,
+        backend: CodergenBackend | str | None = None,
         interviewer: Interviewer | None = None,
         handlers: HandlerRegistry | None = None,
         logs_root: str | os.PathLike[str] | None = None,
@@ -91,7 +96,18 @@ class Pipeline:
         self.diagnostics = list(diagnostics)
         self.variables = dict(variables or {})
         self._store = store
-        self.backend = backend or SimulationBackend()
+        self._configured: ConfiguredBackend | None = None
+        if backend is None or isinstance(backend, str):
+            # Imported here: reading orchestra.yaml costs imports a compile does not need.
+            from orchestra.backends.configured import ConfiguredBackend, Settings, load_settings
+
+            settings = load_settings(Path(graph.path) if graph.path else None)
+            if config is not None:
+                settings = Settings(config, settings.environ)
+            self._configured = ConfiguredBackend(settings, default=backend)
+            self.backend: CodergenBackend = self._configured
+        else:
+            self.backend = backend
         self.interviewer = interviewer or AutoApproveInterviewer()
         self.handlers = handlers or default_registry()
         self.logs_root = Path(logs_root) if logs_root is not None else None
@@ -106,7 +122,8 @@ class Pipeline:
         *,
         variables: Mapping[str, str] | None = None,
         store: Store | None = None,
-        backend: CodergenBackend | None = None,
+        config: Config | None = None,
+        backend: CodergenBackend | str | None = None,
         interviewer: Interviewer | None = None,
         handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
         transforms: Iterable[TransformLike] = (),
@@ -114,7 +131,14 @@ class Pipeline:
         logs_root: str | os.PathLike[str] | None = None,
     ) -> Pipeline:
         """Parse, transform and validate ``source`` (a path or DOT text); raise
-        ``ValidationError`` if it has errors. ``handlers`` adds or replaces handler types."""
+        ``ValidationError`` if it has errors. ``handlers`` adds or replaces handler types.
+
+        Codergen nodes run on ``backend``: a ``CodergenBackend``, or the name of one
+        (``agent``, ``direct``, ``cli_agent``, ``simulation``) to use by default. Without
+        it, ``config`` (default: the ``orchestra.yaml`` found from the pipeline's directory,
+        and the ``.env`` beside it) decides, and a node's ``backend=`` attribute overrides
+        the default. Raises ``ConfigError`` for a configuration that cannot run, such as an
+        LLM backend without a provider key."""
         registry = handlers if isinstance(handlers, HandlerRegistry) else default_registry()
         if handlers is not None and not isinstance(handlers, HandlerRegistry):
             for type_string, handler in handlers.items():
@@ -129,6 +153,7 @@ class Pipeline:
             diagnostics=diagnostics,
             variables=variables,
             store=store,
+            config=config,
             backend=backend,
             interviewer=interviewer,
             handlers=registry,
@@ -191,13 +216,16 @@ class Pipeline:
             if on_event is not None:
                 self.bus.unsubscribe(on_event)
             self.bus.close()
+            if self._configured is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._configured.aclose()
 
 
 async def resume(
     session_id: str,
     *,
     store: Store | None = None,
-    backend: CodergenBackend | None = None,
+    backend: CodergenBackend | str | None = None,
     interviewer: Interviewer | None = None,
     handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
     force: bool = False,
@@ -227,7 +255,7 @@ async def replay(
     checkpoint_turn: int,
     *,
     store: Store | None = None,
-    backend: CodergenBackend | None = None,
+    backend: CodergenBackend | str | None = None,
     interviewer: Interviewer | None = None,
     handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
     force: bool = False,
@@ -284,7 +312,7 @@ async def _replay(
 class _How:
     """How a resumed or replayed session runs on: what ``resume`` and ``replay`` take."""
 
-    backend: CodergenBackend | None
+    backend: CodergenBackend | str | None
     interviewer: Interviewer | None
     handlers: Mapping[str, Handler] | HandlerRegistry | None
     force: bool

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import click
 
+from orchestra.config import BACKENDS
 from orchestra.engine.runner import RunResult
 from orchestra.engine.session import SessionState, load_session
 from orchestra.errors import OrchestraError, RunDirectoryError, StoreError, ValidationError
@@ -25,6 +26,12 @@ from orchestra_cli.progress import JsonLines, Progress, summary
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+_BACKEND_HELP = (
+    "How LLM stages run: 'agent' (Orchestra's tool loop), 'direct' (one model call, no "
+    "tools), 'cli_agent' (Claude Code or Codex as a subprocess), 'simulation' (no model, no "
+    "key). Default: backend in orchestra.yaml, else 'agent' when ANTHROPIC_API_KEY or "
+    "OPENAI_API_KEY is set (also from .env), else 'simulation'. A node's backend= wins."
+)
 _STORE_HELP = (
     "Where sessions are kept: a path (the embedded SQLite store) or a CXDB server as "
     "cxdb://HOST:9009?http=HOST:9010. Default: $CXDB_URL, else cxdb.url in orchestra.yaml, "
@@ -152,13 +159,7 @@ def _run_guarded(
     is_flag=True,
     help="Answer every human gate with its first choice (for CI and demos).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["simulation"]),
-    default="simulation",
-    show_default=True,
-    help="How LLM stages get answers; 'simulation' needs no model or key.",
-)
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
 @click.option(
     "--logs-root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -176,7 +177,7 @@ def run_command(
     file: Path,
     variables: tuple[str, ...],
     auto_approve: bool,
-    backend: str,
+    backend: str | None,
     logs_root: Path | None,
     store_path: str | None,
     as_json: bool,
@@ -200,6 +201,7 @@ def run_command(
                 file,
                 variables=values,
                 store=store,
+                backend=backend,
                 interviewer=_interviewer(auto_approve),
                 logs_root=logs_root,
             )

@@ -18,6 +18,29 @@ from orchestra.store.cxdb.fake import FakeCxdb
 from orchestra.store.cxdb.store import CxdbStore
 from orchestra.store.embedded import EmbeddedStore
 
+#: what would point a test at a real provider; tests that want one set it themselves
+_PROVIDER_VARIABLES = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "CXDB_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_keys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches a real provider by accident: a developer's keys would otherwise make
+    the agent backend the default. Tests marked ``real_llm`` keep them."""
+    if request.node.get_closest_marker("real_llm") is not None:
+        return
+    for variable in _PROVIDER_VARIABLES:
+        if variable == "CXDB_URL" and request.node.get_closest_marker("integration"):
+            continue
+        monkeypatch.delenv(variable, raising=False)
+
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:

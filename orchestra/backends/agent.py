@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from orchestra.agent.session import AgentResult, AgentSession, ModelTurn, ToolTurn
 from orchestra.agent.tools import ToolOutput, Toolset, Workspace
+from orchestra.backends.threads import Opening, Threads
 from orchestra.config import Config, resolve_model
 from orchestra.engine.context import Context
 from orchestra.errors import ConfigError
@@ -29,12 +33,28 @@ from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.llm.client import Client
 from orchestra.llm.errors import LLMError
 from orchestra.llm.pricing import Prices, load_prices
-from orchestra.llm.serialize import message_from_data, message_to_data
-from orchestra.llm.types import Message
+from orchestra.llm.serialize import (
+    message_from_data,
+    message_to_data,
+    usage_from_data,
+    usage_to_data,
+)
+from orchestra.llm.types import Message, Usage
 from orchestra.outcome import Outcome, StageStatus
 from orchestra.prompts import compose_agent_prompt
 
-__all__ = ["STATUS_CONTRACT", "AgentBackend", "outcome_from_answer"]
+__all__ = [
+    "STATUS_CONTRACT",
+    "AgentBackend",
+    "PreparedCall",
+    "Spent",
+    "answer_outcome",
+    "outcome_for_error",
+    "outcome_from_answer",
+    "prepare_call",
+    "usage_updates",
+    "write_opening",
+]
 
 DEFAULT_SYSTEM = (
     "You are a careful software engineer working in a repository. Use the tools to read "
@@ -58,6 +78,7 @@ _LAST_RESPONSE_CHARS = 200
 #: kinds of what the backend records for a node, per execution
 _MESSAGES = "agent.messages"
 _TOOLS = "agent.tools"
+_USAGE = "agent.usage"
 
 
 def outcome_from_answer(node_id: str, text: str) -> tuple[str, Outcome | None]:
@@ -86,6 +107,129 @@ def outcome_from_answer(node_id: str, text: str) -> tuple[str, Outcome | None]:
     )
 
 
+@attrs.frozen
+class PreparedCall:
+    """What a node asks of a model: resolved model, composed prompt, reasoning effort."""
+
+    provider: str
+    model: str
+    #: the system prompt, status contract included
+    system: str
+    user: str
+    reasoning_effort: str | None
+
+
+def prepare_call(
+    config: Config, node: Node, prompt: str, context: Context, stage: StageRun
+) -> PreparedCall:
+    """Resolve the node's model (node, then agent, then provider default) and compose its
+    prompt from the agent's layers, or the default system prompt when it names no agent.
+    A mistake in either is a ``TerminalError``: retrying cannot fix configuration."""
+    agent_name = str(node.attrs.get("agent") or "")
+    agent = config.agents.get(agent_name) if agent_name else None
+    if agent_name and agent is None:
+        names = ", ".join(sorted(config.agents)) or "none"
+        raise TerminalError(
+            f"node '{node.id}': agent '{agent_name}' is not in orchestra.yaml (agents: {names})"
+        )
+    try:
+        resolved = resolve_model(node.llm_model or None, node.llm_provider or None, agent, config)
+        if agent is not None:
+            composed = compose_agent_prompt(
+                agent, variables=stage.variables, context=context.as_mapping(), node_prompt=prompt
+            )
+            system, user = composed.system, composed.user
+        else:
+            system, user = DEFAULT_SYSTEM, prompt
+    except ConfigError as err:
+        raise TerminalError(f"node '{node.id}': {err}") from None
+    if "reasoning_effort" in node.attrs:
+        effort: str | None = str(node.attrs["reasoning_effort"])
+    else:
+        effort = agent.reasoning_effort if agent is not None else None
+    return PreparedCall(
+        resolved.provider, resolved.model, f"{system}\n\n{STATUS_CONTRACT}", user, effort
+    )
+
+
+def outcome_for_error(err: LLMError, call: PreparedCall) -> Outcome:
+    """A retryable error (rate limit, overload, network) is a RETRY outcome, left to the
+    node's retry policy; any other fails the node at once."""
+    if err.retryable:
+        return Outcome(
+            StageStatus.RETRY,
+            failure_reason=f"{call.provider}: {err.message}",
+            notes="the model could not be reached; the node may be retried",
+        )
+    raise TerminalError(f"{call.provider}/{call.model}: {err.message}") from None
+
+
+@attrs.frozen
+class Spent:
+    """What a node's model calls used, for ``usage.NODE.*`` in the context."""
+
+    usage: Usage = attrs.field(factory=Usage)
+    model_calls: int = 0
+    tool_calls: int = 0
+    files_written: tuple[str, ...] = ()
+
+    def __add__(self, other: Spent) -> Spent:
+        return Spent(
+            self.usage + other.usage,
+            self.model_calls + other.model_calls,
+            self.tool_calls + other.tool_calls,
+            tuple(dict.fromkeys((*self.files_written, *other.files_written))),
+        )
+
+
+def usage_updates(node_id: str, call: PreparedCall, spent: Spent, prices: Prices) -> dict[str, Any]:
+    """``usage.NODE.*``: model, tokens, calls and (when the model's price is known) cost."""
+    usage = spent.usage
+    updates: dict[str, Any] = {
+        f"usage.{node_id}.model": f"{call.provider}/{call.model}",
+        f"usage.{node_id}.input_tokens": usage.input_tokens,
+        f"usage.{node_id}.output_tokens": usage.output_tokens,
+        f"usage.{node_id}.model_calls": spent.model_calls,
+        f"usage.{node_id}.tool_calls": spent.tool_calls,
+    }
+    if usage.cache_read_tokens:
+        updates[f"usage.{node_id}.cache_read_tokens"] = usage.cache_read_tokens
+    cost = prices.cost(call.model, usage, provider=call.provider)
+    if cost is not None:
+        updates[f"usage.{node_id}.cost_usd"] = round(cost, 6)
+    return updates
+
+
+def write_opening(stage: StageRun, opening: Opening) -> None:
+    """``conversation.md`` in the stage directory: what the model is sent first, preamble
+    and all (``prompt.md`` holds the node's prompt alone)."""
+    stage.stage_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"<!-- fidelity: {opening.fidelity} -->"]
+    for message in opening.messages:
+        lines.append(f"## {message.role.value}\n\n{message.text}")
+    (stage.stage_dir / "conversation.md").write_text("\n\n".join(lines) + "\n", encoding="utf-8")
+
+
+def answer_outcome(node_id: str, text: str, updates: Mapping[str, Any]) -> Outcome:
+    """The node's outcome from the model's final answer: its status block if it has one,
+    else success; ``updates`` (usage and the like) go into the context either way."""
+    answer, stated = outcome_from_answer(node_id, text)
+    updates = {
+        "last_stage": node_id,
+        "last_response": answer[:_LAST_RESPONSE_CHARS],
+        **updates,
+    }
+    if stated is None:
+        return Outcome.success(f"stage completed: {node_id}", context_updates=updates)
+    return Outcome(
+        stated.status,
+        preferred_label=stated.preferred_label,
+        context_updates={**updates, **stated.context_updates},
+        notes=stated.notes,
+        failure_reason=stated.failure_reason,
+    )
+
+
 class AgentBackend:
     name = "agent"
 
@@ -103,90 +247,54 @@ class AgentBackend:
         self.workspace = workspace
         self.prices = prices if prices is not None else load_prices(config.prices)
         self.max_model_calls = max_model_calls
+        self.threads = Threads()
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
     ) -> str | Outcome:
-        agent_name = str(node.attrs.get("agent") or "")
-        agent = self.config.agents.get(agent_name) if agent_name else None
-        if agent_name and agent is None:
-            names = ", ".join(sorted(self.config.agents)) or "none"
-            raise TerminalError(
-                f"node '{node.id}': agent '{agent_name}' is not in orchestra.yaml (agents: {names})"
-            )
-        try:
-            resolved = resolve_model(
-                node.llm_model or None, node.llm_provider or None, agent, self.config
-            )
-            if agent is not None:
-                composed = compose_agent_prompt(
-                    agent,
-                    variables=stage.variables,
-                    context=context.as_mapping(),
-                    node_prompt=prompt,
-                )
-                system, user = composed.system, composed.user
-            else:
-                system, user = DEFAULT_SYSTEM, prompt
-        except ConfigError as err:
-            raise TerminalError(f"node '{node.id}': {err}") from None
+        call = prepare_call(self.config, node, prompt, context, stage)
         session = AgentSession(
             client=self.client,
-            model=resolved.model,
-            provider=resolved.provider,
-            system=f"{system}\n\n{STATUS_CONTRACT}",
+            model=call.model,
+            provider=call.provider,
+            system=call.system,
             toolset=self._toolset(node),
-            reasoning_effort=(
-                str(node.attrs["reasoning_effort"])
-                if "reasoning_effort" in node.attrs
-                else (agent.reasoning_effort if agent is not None else None)
-            ),
+            reasoning_effort=call.reasoning_effort,
             max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
         )
         recorder = _Recorder(stage, session)
-        history, known = recorder.recorded()
-        session.history = history
+        history, known, earlier = recorder.recorded()
+        opening = self.threads.opening(node, call.user, context, stage)
         session.on_turn = recorder.turn
         try:
-            if history:
+            if history:  # resumed mid-node: continue the recorded conversation
+                session.history = history
                 result = await session.run(None, known_results=known)
             else:
-                session.history.append(Message.user(user))
+                session.history = list(opening.messages)
+                write_opening(stage, opening)
                 await recorder.flush()
                 result = await session.run(None)
         except LLMError as err:
-            if err.retryable:
-                return Outcome(
-                    StageStatus.RETRY,
-                    failure_reason=f"{resolved.provider}: {err.message}",
-                    notes="the model could not be reached; the node may be retried",
-                )
-            raise TerminalError(f"{resolved.provider}/{resolved.model}: {err.message}") from None
+            return outcome_for_error(err, call)
         await recorder.flush()
-        return self._outcome(node, result, resolved.provider, resolved.model)
+        self.threads.keep(opening, node, stage, session.history)
+        spent = earlier + Spent(
+            result.usage, result.model_calls, result.tool_calls, result.files_written
+        )
+        return self._outcome(node, result, call, spent)
 
     def _toolset(self, node: Node) -> Toolset:
         root = Path(str(node.attrs.get("workspace") or self.workspace or Path.cwd()))
         timeout = self.config.tools.shell_timeout or 10.0
         return Toolset(Workspace(root.resolve()), shell_timeout=timeout)
 
-    def _outcome(self, node: Node, result: AgentResult, provider: str, model: str) -> Outcome:
-        answer, stated = outcome_from_answer(node.id, result.text)
-        usage = result.usage
-        cost = self.prices.cost(model, usage, provider=provider)
-        updates: dict[str, Any] = {
-            "last_stage": node.id,
-            "last_response": answer[:_LAST_RESPONSE_CHARS],
-            f"usage.{node.id}.model": f"{provider}/{model}",
-            f"usage.{node.id}.input_tokens": usage.input_tokens,
-            f"usage.{node.id}.output_tokens": usage.output_tokens,
-            f"usage.{node.id}.model_calls": result.model_calls,
-            f"usage.{node.id}.tool_calls": result.tool_calls,
-        }
-        if cost is not None:
-            updates[f"usage.{node.id}.cost_usd"] = round(cost, 6)
-        if result.files_written:
-            updates[f"agent.{node.id}.files_written"] = list(result.files_written)
+    def _outcome(
+        self, node: Node, result: AgentResult, call: PreparedCall, spent: Spent
+    ) -> Outcome:
+        updates = usage_updates(node.id, call, spent, self.prices)
+        if spent.files_written:
+            updates[f"agent.{node.id}.files_written"] = list(spent.files_written)
         if result.stopped == "turn_limit":
             return Outcome(
                 StageStatus.FAIL,
@@ -194,20 +302,12 @@ class AgentBackend:
                 "without finishing (raise agent.max_turns on the node)",
                 context_updates=updates,
             )
-        if stated is None:
-            return Outcome.success(f"stage completed: {node.id}", context_updates=updates)
-        return Outcome(
-            stated.status,
-            preferred_label=stated.preferred_label,
-            context_updates={**updates, **stated.context_updates},
-            notes=stated.notes,
-            failure_reason=stated.failure_reason,
-        )
+        return answer_outcome(node.id, result.text, updates)
 
 
 class _Recorder:
-    """Keeps the conversation durable: every message the session adds, and every tool
-    output as it completes, for this execution of the node."""
+    """Keeps the conversation durable: every message the session adds, the usage of every
+    model call, and every tool output as it completes, for this execution of the node."""
 
     def __init__(self, stage: StageRun, session: AgentSession) -> None:
         self.stage = stage
@@ -215,40 +315,56 @@ class _Recorder:
         self.prefix = f"{stage.execution}:"
         self.saved = 0
 
-    def recorded(self) -> tuple[list[Message], dict[str, ToolOutput]]:
-        messages = self.stage.recorded.get(_MESSAGES, {})
-        keys = sorted(k for k in messages if k.startswith(self.prefix))
-        history = [message_from_data(messages[k]) for k in keys]
+    def _mine(self, kind: str) -> dict[str, Any]:
+        entries = self.stage.recorded.get(kind, {})
+        return {
+            key[len(self.prefix) :]: data
+            for key, data in entries.items()
+            if key.startswith(self.prefix)
+        }
+
+    def recorded(self) -> tuple[list[Message], dict[str, ToolOutput], Spent]:
+        """The conversation so far, the tool outputs by call id, and what it spent."""
+        messages = self._mine(_MESSAGES)
+        history = [message_from_data(messages[k]) for k in sorted(messages)]
         self.saved = len(history)
-        tools = self.stage.recorded.get(_TOOLS, {})
         known = {
-            key[len(self.prefix) :]: ToolOutput(
+            call_id: ToolOutput(
                 str(data.get("text", "")),
                 bool(data.get("is_error")),
                 str(data.get("text", "")),
                 tuple(data.get("files_written") or ()),
             )
-            for key, data in tools.items()
-            if key.startswith(self.prefix)
+            for call_id, data in self._mine(_TOOLS).items()
         }
-        return history, known
+        usages = self._mine(_USAGE)
+        total = Usage()
+        for key in sorted(usages):
+            total = total + usage_from_data(usages[key])
+        written = tuple(dict.fromkeys(f for output in known.values() for f in output.files_written))
+        return history, known, Spent(total, len(usages), len(known), written)
 
     async def turn(self, turn: ModelTurn | ToolTurn) -> None:
-        if isinstance(turn, ToolTurn):
-            if self.stage.record is not None:
-                output = turn.output
-                await self.stage.record(
-                    _TOOLS,
-                    {
-                        f"{self.prefix}{turn.call.id}": {
-                            "name": turn.call.name,
-                            "text": output.text,
-                            "is_error": output.is_error,
-                            "files_written": list(output.files_written),
-                        }
-                    },
-                )
+        if self.stage.record is None:
             return
+        if isinstance(turn, ToolTurn):
+            output = turn.output
+            await self.stage.record(
+                _TOOLS,
+                {
+                    f"{self.prefix}{turn.call.id}": {
+                        "name": turn.call.name,
+                        "text": output.text,
+                        "is_error": output.is_error,
+                        "files_written": list(output.files_written),
+                    }
+                },
+            )
+            return
+        await self.stage.record(
+            _USAGE,
+            {f"{self.prefix}{len(self.session.history):05d}": usage_to_data(turn.response.usage)},
+        )
         await self.flush()
 
     async def flush(self) -> None:

@@ -22,6 +22,7 @@ from orchestra.engine.mirror import MirrorWriter, write_json
 from orchestra.engine.retry import RetryPolicy, policy_for
 from orchestra.engine.routing import select_edge
 from orchestra.engine.session import SessionRecorder, SessionState
+from orchestra.engine.usage import add_usage, node_usage
 from orchestra.events import (
     CheckpointSaved,
     Event,
@@ -55,6 +56,8 @@ class RunResult:
     failure_reason: str = ""
     duration: float = 0.0
     node_outcomes: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: what LLM stages spent, per node (``usage.NODE.*`` summed over executions)
+    usage: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -102,6 +105,8 @@ class Runner:
         self._mirror = MirrorWriter()
         self._types: dict[str, str] = {}
         self._plans: dict[str, tuple[Handler, RetryPolicy]] = {}
+        #: the next node to run is the first since a resume
+        self._resume_pending = bool(state.completed_nodes)
 
     # the loop ---------------------------------------------------------------------------
 
@@ -145,6 +150,7 @@ class Runner:
         if next_node == "":
             return self._ended_outcome()
         node_id = next_node or self._start_id()
+        arrival: tuple[Edge | None, str] = (None, self.state.current_node)
         while True:
             node = self.graph.nodes.get(node_id)
             if node is None:
@@ -159,8 +165,9 @@ class Runner:
                             f"goal gate '{unsatisfied.id}' is unsatisfied and has no retry_target"
                         )
                     node_id = target
+                    arrival = (None, self.state.current_node)
                     continue
-            outcome = await self._execute(node, handler_type, self.context)
+            outcome = await self._execute(node, handler_type, self.context, arrival=arrival)
             if handler_type == "exit":
                 await self._checkpoint(node, outcome, next_node="")
                 return Outcome.success("pipeline completed")
@@ -178,6 +185,7 @@ class Runner:
                 await self._checkpoint(node, outcome, next_node=edge.target)
                 await self._restart(edge)
                 node_id = edge.target
+                arrival = (edge, node.id)
                 continue
             if edge is not None:
                 key = (edge.source, edge.target)
@@ -186,6 +194,7 @@ class Runner:
                 node, outcome, next_node=route, visited=(edge.source, edge.target) if edge else None
             )
             node_id = route
+            arrival = (edge, node.id)
 
     def _route(self, node: Node, outcome: Outcome, context: Context) -> tuple[Edge | None, str]:
         """The edge to take and the next node id ('' to end the run)."""
@@ -238,9 +247,17 @@ class Runner:
     # executing a node -----------------------------------------------------------------------
 
     async def _execute(
-        self, node: Node, handler_type: str, context: Context, branch: str | None = None
+        self,
+        node: Node,
+        handler_type: str,
+        context: Context,
+        branch: str | None = None,
+        *,
+        arrival: tuple[Edge | None, str] = (None, ""),
     ) -> Outcome:
-        """Run a node with its retry policy; apply its outcome to ``context``."""
+        """Run a node with its retry policy; apply its outcome to ``context``. ``arrival``
+        is the edge that led here and the node it came from."""
+        resumed, self._resume_pending = self._resume_pending, False
         handler, policy = self._plan(node)
         attempts = 1 if handler_type in _NO_RETRY else policy.max_attempts
         context.set("current_node", node.id)
@@ -278,6 +295,12 @@ class Runner:
                 branch=branch,
                 store=self.recorder.store,
                 handlers=self.handlers,
+                graph=self.graph,
+                incoming=arrival[0],
+                previous_node=arrival[1],
+                resumed=resumed,
+                completed_nodes=self.state.completed_nodes,
+                node_outcomes=self.state.node_outcomes,
             )
             terminal = False
             result: Outcome | None
@@ -318,6 +341,7 @@ class Runner:
                         attempts=attempt,
                         notes=outcome.notes,
                         branch=branch,
+                        usage=node_usage(outcome.context_updates, node.id) or None,
                     )
                 )
                 break
@@ -333,6 +357,7 @@ class Runner:
                     will_retry=will_retry,
                     attempts=attempt,
                     branch=branch,
+                    usage=node_usage(outcome.context_updates, node.id) or None,
                 )
             )
             if not will_retry:
@@ -408,6 +433,7 @@ class Runner:
         outcome = Outcome.success("empty branch")
         current = node_id
         completed: list[str] = []
+        arrival: tuple[Edge | None, str] = (None, "")
         while True:
             node = self.graph.nodes.get(current)
             if node is None:
@@ -416,9 +442,10 @@ class Runner:
             handler_type = self._type_for(node)
             if handler_type in ("parallel.fan_in", "exit"):
                 break
-            outcome = await self._execute(node, handler_type, context, branch)
+            outcome = await self._execute(node, handler_type, context, branch, arrival=arrival)
             completed.append(node.id)
-            _, route = self._route(node, outcome, context)
+            edge, route = self._route(node, outcome, context)
+            arrival = (edge, node.id)
             if handler_type == "parallel" and outcome.status is not StageStatus.FAIL:
                 route = str(outcome.context_updates.get("parallel.join_node", ""))
             if not route:
@@ -443,6 +470,7 @@ class Runner:
         self.state.current_node = node.id
         changes = self.context.take_changes()
         self.state.context.update(changes)
+        add_usage(self.state.usage, changes)
         turn = await self.recorder.checkpoint(
             node_id=node.id,
             status=outcome.status.value,
@@ -476,6 +504,7 @@ class Runner:
         self.logs_root.mkdir(parents=True, exist_ok=True)
         changes = self.context.take_changes()
         self.state.context.update(changes)
+        add_usage(self.state.usage, changes)
         await self.recorder.checkpoint(
             node_id=edge.source,
             status="success",
@@ -562,4 +591,5 @@ class Runner:
             failure_reason=outcome.failure_reason,
             duration=duration,
             node_outcomes=dict(self.state.node_outcomes),
+            usage={node: dict(fields) for node, fields in self.state.usage.items()},
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from orchestra.engine.usage import add_usage
 from orchestra.errors import StoreError
 from orchestra.store.base import Store, TurnRecord, content_hash, pack
 
@@ -186,6 +187,8 @@ class SessionState:
     recorded: dict[str, dict[str, dict[str, Any]]] = attrs.Factory(dict)
     #: (turn id, node id, time) of every checkpoint, oldest first
     checkpoints: list[tuple[int, str, int]] = attrs.Factory(list)
+    #: what LLM stages spent, per node, over every execution (``orchestra.engine.usage``)
+    usage: dict[str, dict[str, Any]] = attrs.Factory(dict)
     ended: str = ""
     end_reason: str = ""
     updated_ms: int = 0
@@ -240,6 +243,7 @@ class SessionState:
             self.node_outcomes[node_id] = _full_outcome(fields)
             self.recorded.pop(node_id, None)
         self.context.update(fields.get("context_set") or {})
+        add_usage(self.usage, fields.get("context_set") or {})
         self.retries.update(fields.get("retries") or {})
         self.executions.update(fields.get("executions") or {})
         for key, count in (fields.get("visits") or {}).items():

@@ -8,7 +8,7 @@ services without importing the engine.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -16,7 +16,7 @@ import attrs
 
 from orchestra.engine.context import Context
 from orchestra.events import Event
-from orchestra.graph import Graph, Node
+from orchestra.graph import Edge, Graph, Node
 from orchestra.outcome import Outcome
 from orchestra.store.base import Store
 
@@ -70,6 +70,19 @@ class StageRun:
     #: (the manager loop's child runs with the parent's custom handlers too)
     store: Store | None = None
     handlers: HandlerRegistry | None = None
+    #: the pipeline's graph (the node's own; a manager's child runs its own)
+    graph: Graph | None = None
+    #: how the run got here: the edge taken (None for the start node, after a resume, or
+    #: for a failure's jump to a retry target) and the node before ('' when none)
+    incoming: Edge | None = None
+    previous_node: str = ""
+    #: True for the first node a resumed session runs (an LLM session held in memory before
+    #: the crash is gone: ``full`` fidelity starts afresh once, spec §5.3)
+    resumed: bool = False
+    #: the nodes completed so far, in order, and each one's latest outcome (``to_json``);
+    #: the engine's own records, to read and not to change
+    completed_nodes: Sequence[str] = ()
+    node_outcomes: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
 
 @runtime_checkable

@@ -1,5 +1,5 @@
-"""Messages as plain JSON-able data, for recording an agent's turns in the store and reading
-them back on resume (msgpack carries the same shapes)."""
+"""Messages and usage as plain JSON-able data, for recording an agent's turns in the store
+and reading them back on resume (msgpack carries the same shapes)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from orchestra.llm.types import (
     ThinkingData,
     ToolCall,
     ToolResult,
+    Usage,
 )
 
-__all__ = ["message_from_data", "message_to_data"]
+__all__ = ["message_from_data", "message_to_data", "usage_from_data", "usage_to_data"]
 
 
 def _part_to_data(part: ContentPart) -> dict[str, Any]:
@@ -92,4 +93,30 @@ def message_from_data(data: Mapping[str, Any]) -> Message:
             str(provider): tuple(items)
             for provider, items in (data.get("provider_items") or {}).items()
         },
+    )
+
+
+def usage_to_data(usage: Usage) -> dict[str, int]:
+    """The counts that are known (None counts are left out)."""
+    data = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+    }
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def usage_from_data(data: Mapping[str, Any]) -> Usage:
+    def count(key: str) -> int | None:
+        value = data.get(key)
+        return int(value) if value is not None else None
+
+    return Usage(
+        int(data.get("input_tokens") or 0),
+        int(data.get("output_tokens") or 0),
+        count("reasoning_tokens"),
+        count("cache_read_tokens"),
+        count("cache_write_tokens"),
     )

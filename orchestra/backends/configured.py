@@ -1,0 +1,147 @@
+"""The backend a run uses when none is given: chosen per node from the configuration.
+
+``orchestra.yaml``'s ``backend:`` (or ``--backend``) names the default; a node's own
+``backend=`` attribute overrides it for that node. When the file names none, a provider key
+in the environment (or in ``.env`` beside the file) makes ``agent`` the default, and without
+one ``simulation`` is, which needs no model at all. Backends are built on first use, and one
+LLM client serves them all; ``aclose()`` closes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from orchestra.backends.base import CodergenBackend
+from orchestra.config import BACKENDS, Backend, Config
+from orchestra.config.load import (
+    PROVIDER_KEYS,
+    default_backend,
+    find_config,
+    load_config,
+    load_env,
+)
+from orchestra.engine.context import Context
+from orchestra.errors import ConfigError
+from orchestra.graph import Node
+from orchestra.handlers.base import StageRun, TerminalError
+from orchestra.llm.client import Client
+from orchestra.outcome import Outcome
+
+__all__ = ["ConfiguredBackend", "Settings", "load_settings"]
+
+#: the backends that call a provider's API through Orchestra's client
+_LLM_BACKENDS = frozenset({"agent", "direct"})
+
+
+@attrs.frozen
+class Settings:
+    """A run's configuration and the environment it sees: the process environment, plus
+    what ``.env`` defines that the environment does not (the process is never changed)."""
+
+    config: Config
+    environ: Mapping[str, str]
+
+
+def load_settings(start: Path | None = None) -> Settings:
+    """``orchestra.yaml`` found from ``start`` (a pipeline file or a directory; default the
+    working directory) and the ``.env`` beside it (or in the working directory)."""
+    found = find_config(start if start is not None else Path.cwd())
+    environ = dict(os.environ)
+    load_env(found.parent if found is not None else Path.cwd(), environ=environ)
+    if found is None:
+        return Settings(Config(backend=default_backend(environ)), environ)
+    return Settings(load_config(found, environ=environ), environ)
+
+
+class ConfiguredBackend:
+    """A ``CodergenBackend`` that hands each node to the backend it is configured for."""
+
+    name = "configured"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        default: str | None = None,
+        workspace: Path | None = None,
+        client: Client | None = None,
+    ) -> None:
+        self.settings = settings
+        chosen = default if default is not None else settings.config.backend
+        self.default: Backend = _backend_name(chosen, "--backend")
+        self.workspace = workspace
+        self._client = client
+        self._backends: dict[str, CodergenBackend] = {}
+        if self.default in _LLM_BACKENDS and client is None:
+            _require_key(self.default, settings)
+
+    async def run(
+        self, node: Node, prompt: str, context: Context, stage: StageRun
+    ) -> str | Outcome:
+        return await self.backend_for(node).run(node, prompt, context, stage)
+
+    def backend_for(self, node: Node) -> CodergenBackend:
+        """The node's ``backend=`` if it has one, else the default; built on first use."""
+        given = str(node.attrs.get("backend") or "").strip()
+        try:
+            name = _backend_name(given, f"node '{node.id}' backend") if given else self.default
+            if name not in self._backends:
+                self._backends[name] = self._build(name)
+        except ConfigError as err:
+            raise TerminalError(str(err)) from None
+        return self._backends[name]
+
+    def _build(self, name: Backend) -> CodergenBackend:
+        config = self.settings.config
+        if name == "simulation":
+            from orchestra.backends.simulation import SimulationBackend
+
+            return SimulationBackend()
+        if name == "cli_agent":
+            from orchestra.backends.cli_agent import CliAgentBackend
+
+            return CliAgentBackend(config, workspace=self.workspace, environ=self.settings.environ)
+        client = self._llm_client(name)
+        if name == "direct":
+            from orchestra.backends.direct import DirectBackend
+
+            return DirectBackend(config, client)
+        from orchestra.backends.agent import AgentBackend
+
+        return AgentBackend(config, client, workspace=self.workspace)
+
+    def _llm_client(self, name: Backend) -> Client:
+        if self._client is None:
+            _require_key(name, self.settings)
+            from orchestra.llm.providers import client_from_config
+
+            self._client = client_from_config(self.settings.config, self.settings.environ)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the LLM client's connections, if one was made."""
+        if self._client is not None:
+            await self._client.close()
+
+
+def _backend_name(value: str, where: str) -> Backend:
+    name = "agent" if value == "langgraph" else value  # older configs' name for the loop
+    for backend in BACKENDS:
+        if backend == name:
+            return backend
+    raise ConfigError(f"{where}: unknown backend {value!r}; expected one of {', '.join(BACKENDS)}")
+
+
+def _require_key(backend: str, settings: Settings) -> None:
+    if any(settings.environ.get(variable, "").strip() for variable in PROVIDER_KEYS.values()):
+        return
+    where = settings.config.path.parent if settings.config.path else Path.cwd()
+    raise ConfigError(
+        f"the {backend} backend calls an LLM, and no provider key is set: set "
+        f"{' or '.join(PROVIDER_KEYS.values())} in the environment or in {where / '.env'}, "
+        "or use the simulation backend (--backend simulation), which needs no key"
+    )
