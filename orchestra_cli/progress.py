@@ -7,12 +7,14 @@ import shutil
 import sys
 import unicodedata
 from collections import Counter
-from typing import Literal, TextIO
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
 
 import attrs
 import click
 
 from orchestra.engine.runner import RunResult
+from orchestra.engine.usage import total_usage
 from orchestra.events import (
     Event,
     InterviewCompleted,
@@ -41,6 +43,48 @@ def _duration(seconds: float) -> str:
         return f"{minutes}m{rest:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def _tokens(count: float) -> str:
+    if count >= 10_000:
+        return f"{count / 1000:.0f}k"
+    return f"{count:,.0f}"
+
+
+def _cost(usd: float) -> str:
+    return f"${usd:.4f}" if usd < 1 else f"${usd:,.2f}"
+
+
+def usage_text(usage: Mapping[str, Any] | None) -> str:
+    """An LLM stage's spend in a few words: ``1,200 in / 340 out tok, $0.0084``."""
+    if not usage:
+        return ""
+    parts = []
+    if "input_tokens" in usage or "output_tokens" in usage:
+        inputs, outputs = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
+        parts.append(f"{_tokens(inputs)} in / {_tokens(outputs)} out tok")
+    if usage.get("cost_usd") is not None:
+        parts.append(_cost(float(usage["cost_usd"])))
+    return ", ".join(parts)
+
+
+def usage_lines(usage: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The run's spend: a total, then one line per node that called a model."""
+    if not usage:
+        return []
+    total = total_usage(usage)
+    head = f"  usage: {usage_text(total)}"
+    calls = total.get("model_calls")
+    if calls:
+        head += f" in {calls} model call{'s' if calls != 1 else ''}"
+    if total.get("cost_complete") is False:
+        head += " (some models have no known price)"
+    width = max(len(node) for node in usage)
+    lines = [head]
+    for node, fields in usage.items():
+        model = str(fields.get("model") or "")
+        lines.append(f"    {node:<{width}}  {usage_text(fields)}" + (f"  {model}" if model else ""))
+    return lines
 
 
 class JsonLines:
@@ -191,12 +235,14 @@ class Progress:
         self._replace(event.node_id)
         retries = f", {event.attempts} attempts" if event.attempts > 1 else ""
         status = "" if event.status == "success" else f" {event.status}"
+        spent = usage_text(event.usage)
         self.echo(
             "  "
             + click.style("✓", fg="green")
             + " "
             + self._name(event.node_id, event.branch)
             + f"  {_duration(event.duration)}{status}{retries}"
+            + (click.style(f"  {spent}", dim=True) if spent else "")
         )
 
     def _on_StageFailed(self, event: StageFailed) -> None:
@@ -506,6 +552,7 @@ def summary(result: RunResult) -> str:
     lines = [
         head,
         f"  path: {path}",
+        *usage_lines(result.usage),
         f"  logs: {result.logs_root}",
         f"  session: {result.session_id}",
     ]

@@ -17,12 +17,13 @@ import click
 from orchestra.config import BACKENDS
 from orchestra.engine.runner import RunResult
 from orchestra.engine.session import SessionState, load_session
+from orchestra.engine.usage import total_usage
 from orchestra.errors import OrchestraError, RunDirectoryError, StoreError, ValidationError
 from orchestra.events import Event
 from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
 from orchestra.pipeline import Pipeline, replay, resume
 from orchestra.store.location import is_cxdb, open_store, resolve_store
-from orchestra_cli.progress import JsonLines, Progress, summary
+from orchestra_cli.progress import JsonLines, Progress, summary, usage_lines
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -351,7 +352,8 @@ def _session_row(state: SessionState) -> dict[str, Any]:
 @click.option(
     "--detail",
     is_flag=True,
-    help="With SESSION: every stage in order with its outcome and checkpoint turn id.",
+    help="With SESSION: tokens and cost per node, and every stage in order with its "
+    "outcome and checkpoint turn id.",
 )
 @click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -440,6 +442,8 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
                     **row,
                     "checkpoints": checkpoints,
                     "node_outcomes": state.node_outcomes,
+                    "usage": state.usage,
+                    "usage_total": total_usage(state.usage),
                     "end_reason": state.end_reason or None,
                 },
                 indent=2,
@@ -456,6 +460,9 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
     click.echo(f"  path: {' → '.join(state.completed_nodes) or '(no stage completed)'}")
     if state.logs_root:
         click.echo(f"  logs: {state.logs_root}")
+    spent = usage_lines(state.usage)
+    if spent:
+        click.echo("\n".join(spent if detail else spent[:1]))
     if detail:
         click.echo()
         click.echo(click.style("  TURN   NODE                 OUTCOME          TIME", bold=True))
