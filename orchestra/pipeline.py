@@ -229,19 +229,29 @@ async def resume(
     interviewer: Interviewer | None = None,
     handlers: Mapping[str, Handler] | HandlerRegistry | None = None,
     force: bool = False,
+    turn: int | None = None,
     on_event: EventCallback | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> RunResult:
     """Continue a crashed or interrupted session from its last checkpoint, in its own run
     directory. Refuses a finished session, and one whose DOT file changed since it began
-    (unless ``force``); if the file is gone, the source recorded in the store is used."""
+    (unless ``force``); if the file is gone, the source recorded in the store is used.
+
+    With ``turn``, continue instead from a turn recorded inside a node (an agent's model
+    call or tool result; ``orchestra status SESSION --detail`` lists them), finished or
+    not: the session is forked there (the original is kept as it is) and the node goes on
+    from its conversation as of that turn. Tool calls whose results are recorded at or
+    before the turn do not run again; any asked for and not yet answered by then do. The
+    fork writes into the original's run directory; ``RunResult.session_id`` is its id."""
     how = _How(backend, interviewer, handlers, force, on_event, sleep)
     async with _given_or_configured(store) as opened:
-        return await _resume(opened, session_id, how)
+        return await _resume(opened, session_id, how, turn)
 
 
-async def _resume(store: Store, session_id: str, how: _How) -> RunResult:
+async def _resume(store: Store, session_id: str, how: _How, turn: int | None) -> RunResult:
     state = await load_session(store, session_id)
+    if turn is not None:
+        return await _resume_at_turn(store, state, turn, how)
     if state.ended in ("success", "fail"):
         raise ResumeRefused(
             f"session {session_id} already finished ({state.ended}); nothing to resume"
@@ -303,6 +313,32 @@ async def _replay(
             "replay_of": session_id,
             "checkpoint": checkpoint_turn,
         },
+    )
+    state = await load_session(store, str(fork.context_id))
+    return await _continue(store, state, root, how)
+
+
+async def _resume_at_turn(store: Store, original: SessionState, turn: int, how: _How) -> RunResult:
+    records = {turn_id: (node, kind) for turn_id, node, kind, _ in original.records}
+    if turn not in records or records[turn][1] == SESSION_KIND:
+        listed = ", ".join(
+            f"{turn_id} ({node} {kind})"
+            for turn_id, node, kind, _ in original.records[-8:]
+            if kind != SESSION_KIND
+        )
+        raise ResumeRefused(
+            f"turn {turn} is not a turn recorded inside a node of session "
+            f"{original.session_id}; `orchestra status {original.session_id} --detail` lists "
+            f"them (the latest: {listed or 'none'})"
+        )
+    fork = await store.fork_context(turn)
+    root = (
+        Path(original.logs_root) if original.logs_root else default_logs_root(original.session_id)
+    )
+    await SessionRecorder(store, fork.context_id).record(
+        "",
+        SESSION_KIND,
+        {"logs_root": str(root.resolve()), "replay_of": original.session_id, "turn": turn},
     )
     state = await load_session(store, str(fork.context_id))
     return await _continue(store, state, root, how)

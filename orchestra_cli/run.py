@@ -221,17 +221,29 @@ def run_command(
 @click.command("resume")
 @click.argument("session")
 @click.option(
+    "--turn",
+    type=int,
+    default=None,
+    metavar="TURN",
+    help="Continue from this turn recorded inside a node (an agent's model call or tool "
+    "result; `orchestra status SESSION --detail` lists them) instead of the last "
+    "checkpoint. The session is forked there; the original is kept.",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Resume even though the pipeline's DOT file changed since the run began.",
 )
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
 @click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
 @click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 def resume_command(
     session: str,
+    turn: int | None,
     force: bool,
+    backend: str | None,
     auto_approve: bool,
     store_path: str | None,
     as_json: bool,
@@ -239,9 +251,17 @@ def resume_command(
 ) -> None:
     """Continue SESSION from its last checkpoint, in its own run directory.
 
-    Stages that completed before the crash or interrupt do not run again. Refuses a
-    finished session, and one whose DOT file changed since it began unless --force.
+    Stages that completed before the crash or interrupt do not run again, and an agent
+    stopped mid-node goes on from its recorded turns without calling its tools again.
+    Refuses a finished session (unless --turn), and one whose DOT file changed since it
+    began unless --force.
     """
+    holder: dict[str, str] = {}
+    listener = _listener(as_json, quiet)
+
+    def both(event: Event) -> None:
+        holder.setdefault("session", event.session_id)  # a fork's own id, with --turn
+        listener(event)
 
     async def main() -> RunResult:
         store = await open_store(store_path)
@@ -251,14 +271,16 @@ def resume_command(
                 session,
                 store=store,
                 force=force,
+                turn=turn,
+                backend=backend,
                 interviewer=_interviewer(auto_approve),
-                on_event=_listener(as_json, quiet),
+                on_event=both,
             )
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    _run_guarded(main, as_json, lambda: session)
+    _run_guarded(main, as_json, lambda: holder.get("session", session))
 
 
 @click.command("replay")
@@ -276,6 +298,7 @@ def resume_command(
     is_flag=True,
     help="Replay even though the pipeline's DOT file changed since the session began.",
 )
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
 @click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
 @click.option(
     "--logs-root",
@@ -290,6 +313,7 @@ def replay_command(
     session: str,
     checkpoint_turn: int,
     force: bool,
+    backend: str | None,
     auto_approve: bool,
     logs_root: Path | None,
     store_path: str | None,
@@ -317,6 +341,7 @@ def replay_command(
                 checkpoint_turn,
                 store=store,
                 force=force,
+                backend=backend,
                 logs_root=logs_root,
                 interviewer=_interviewer(auto_approve),
                 on_event=both,
@@ -424,8 +449,21 @@ def status_command(
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _records(state: SessionState) -> list[dict[str, Any]]:
+    """The turns recorded inside nodes, each with a line on what it holds."""
+    from orchestra.backends.agent import describe_record
+
+    listed = []
+    for turn, node, kind, entries in state.records:
+        summary = describe_record(kind, entries)
+        if summary is not None:
+            listed.append({"turn_id": turn, "node_id": node, "kind": kind, "summary": summary})
+    return listed
+
+
 def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
     row = _session_row(state)
+    records = _records(state) if detail or as_json else []
     checkpoints = [
         {
             "turn_id": turn,
@@ -441,6 +479,7 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
                 {
                     **row,
                     "checkpoints": checkpoints,
+                    "records": records,
                     "node_outcomes": state.node_outcomes,
                     "usage": state.usage,
                     "usage_total": total_usage(state.usage),
@@ -466,7 +505,17 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
     if detail:
         click.echo()
         click.echo(click.style("  TURN   NODE                 OUTCOME          TIME", bold=True))
-        for cp in checkpoints:
+        rows = [
+            (cp["turn_id"], f"{cp['node_id']:<20} {cp['outcome'] or '-':<16} {cp['time']}")
+            for cp in checkpoints
+        ] + [
+            (r["turn_id"], click.style(f"{r['node_id']:<20} · {r['summary']}", dim=True))
+            for r in records
+        ]
+        for turn, text in sorted(rows, key=lambda row: int(row[0])):
+            click.echo(f"  {turn:<6} {text}")
+        if records:
             click.echo(
-                f"  {cp['turn_id']:<6} {cp['node_id']:<20} {cp['outcome'] or '-':<16} {cp['time']}"
+                f"\n  (dimmed: turns inside nodes; `orchestra resume {state.session_id} "
+                "--turn TURN` continues from one)"
             )

@@ -173,3 +173,37 @@ def test_an_agent_backend_without_a_key_says_what_to_set(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "no provider key is set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_resume_from_a_turn_inside_a_finished_node_does_not_rerun_its_tools(
+    tmp_path: Path,
+) -> None:
+    """`status --detail` lists the agent's turns; `resume --turn` on the turn of the last
+    tool result forks the session there and asks the model again from that point, without
+    running the recorded tool calls."""
+    cwd = project(tmp_path, "anthropic")
+    (cwd / "release").touch()
+    with FakeLLMServer(SCRIPT, release_file=cwd / "release") as server:
+        env = environment(server, "anthropic")
+        ran = orchestra("run", "pipeline.dot", "--json", cwd=cwd, env=env)
+        assert ran.returncode == 0, ran.stderr
+        session = str(json.loads(ran.stdout.splitlines()[0])["session_id"])
+
+        shown = orchestra("status", session, "--detail", cwd=cwd, env=env)
+        assert "model asks write_file, shell" in shown.stdout
+        assert "tool shell" in shown.stdout
+        records = json.loads(orchestra("status", session, "--json", cwd=cwd, env=env).stdout)
+        tool_turn = max(r["turn_id"] for r in records["records"] if r["kind"] == "agent.tools")
+
+        again = orchestra("resume", session, "--turn", str(tool_turn), "--json", cwd=cwd, env=env)
+
+        assert again.returncode == 0, again.stdout + again.stderr
+        fork = str(json.loads(again.stdout.splitlines()[0])["session_id"])
+        assert fork != session
+        assert (cwd / "calls.log").read_text() == "ran\n"
+        assert [request["step"] for request in server.requests] == [0, 1, 1]
+        original = json.loads(orchestra("status", session, "--json", cwd=cwd, env=env).stdout)
+        assert original["status"] == "success"
+        refused = orchestra("resume", session, "--turn", "1", cwd=cwd, env=env)
+        assert refused.returncode == 2
+        assert "is not a turn recorded inside a node" in refused.stderr

@@ -49,6 +49,7 @@ __all__ = [
     "PreparedCall",
     "Spent",
     "answer_outcome",
+    "describe_record",
     "outcome_for_error",
     "outcome_from_answer",
     "prepare_call",
@@ -379,6 +380,33 @@ class _Recorder:
         }
         await self.stage.record(_MESSAGES, entries)
         self.saved = len(history)
+
+
+def describe_record(kind: str, entries: Mapping[str, Any]) -> str | None:
+    """One line on a turn the agent recorded, for ``orchestra status --detail``; None for
+    the kinds not worth a line (usage)."""
+    if kind == _TOOLS:
+        return "; ".join(
+            f"tool {data.get('name', '?')}" + (" (error)" if data.get("is_error") else "")
+            for data in entries.values()
+        )
+    if kind == _MESSAGES:
+        said = []
+        for key in sorted(entries):
+            data = entries[key]
+            parts = data.get("content") or ()
+            calls = [p["tool_call"]["name"] for p in parts if p.get("tool_call")]
+            text = " ".join(str(p.get("text") or "") for p in parts).strip()
+            if data.get("role") == "assistant":
+                said.append(f"model asks {', '.join(calls)}" if calls else f"model: {text[:40]}")
+            elif any(p.get("tool_result") for p in parts):
+                said.append("tool results")
+            else:
+                said.append("prompt")
+        return "; ".join(said)
+    if kind == _USAGE:
+        return None
+    return f"{kind} ({len(entries)})"
 
 
 def _int(value: Any, default: int) -> int:

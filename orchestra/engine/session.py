@@ -189,6 +189,9 @@ class SessionState:
     checkpoints: list[tuple[int, str, int]] = attrs.Factory(list)
     #: what LLM stages spent, per node, over every execution (``orchestra.engine.usage``)
     usage: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    #: (turn id, node id, kind, entries) of what handlers recorded inside nodes, oldest
+    #: first: the turns ``resume --turn`` can continue from
+    records: list[tuple[int, str, str, Mapping[str, Any]]] = attrs.Factory(list)
     ended: str = ""
     end_reason: str = ""
     updated_ms: int = 0
@@ -213,8 +216,10 @@ class SessionState:
         elif turn.type_id == RECORDED and fields.get("kind") == SESSION_KIND:
             self.apply_session(fields.get("entries") or {})
         elif turn.type_id == RECORDED:
-            node = self.recorded.setdefault(str(fields["node_id"]), {})
-            node.setdefault(str(fields["kind"]), {}).update(fields.get("entries") or {})
+            node_id, kind = str(fields["node_id"]), str(fields["kind"])
+            entries = fields.get("entries") or {}
+            self.recorded.setdefault(node_id, {}).setdefault(kind, {}).update(entries)
+            self.records.append((turn.turn_id, node_id, kind, entries))
         elif turn.type_id == SESSION_ENDED:
             self.ended = str(fields.get("status") or "")
             self.end_reason = str(fields.get("reason") or "")
