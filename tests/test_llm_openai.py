@@ -238,6 +238,15 @@ class TestRequestBody:
         assert body["store"] is False
         assert body["include"] == ["reasoning.encrypted_content"]
 
+    @pytest.mark.parametrize("model", ["gpt-4.1-mini", "gpt-4o", "gpt-3.5-turbo"])
+    async def test_models_that_do_not_reason_are_not_asked_for_reasoning(
+        self, server: FakeOpenAI, adapter: OpenAIAdapter, model: str
+    ) -> None:
+        """OpenAI refuses include=["reasoning.encrypted_content"] for these models."""
+        req = Request(model=model, messages=(Message.user("hi"),))
+        body = await sent_body(server, adapter, req)
+        assert "include" not in body
+
     async def test_system_and_developer_messages_become_instructions(
         self, server: FakeOpenAI, adapter: OpenAIAdapter
     ) -> None:

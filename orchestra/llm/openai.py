@@ -313,6 +313,10 @@ class _StreamTranslation:
         return []
 
 
+#: model families that do not reason, to which ``include`` must not ask for reasoning
+_NON_REASONING_MODELS = ("gpt-4", "gpt-3.5", "chatgpt-")
+
+
 def _request_params(request: Request) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The keyword arguments of ``responses.create`` for ``request``, and warnings about
     what the Responses API cannot express."""
@@ -323,12 +327,11 @@ def _request_params(request: Request) -> tuple[dict[str, Any], tuple[str, ...]]:
     for message in request.messages:
         if message.role not in (Role.SYSTEM, Role.DEVELOPER):
             items.extend(_input_items(message))
-    params: dict[str, Any] = {
-        "model": request.model,
-        "input": items,
-        "store": False,
-        "include": ["reasoning.encrypted_content"],
-    }
+    params: dict[str, Any] = {"model": request.model, "input": items, "store": False}
+    if not request.model.startswith(_NON_REASONING_MODELS):
+        # Reasoning carried across turns without server-side state; a model that does not
+        # reason refuses the request with it ("Encrypted content is not supported").
+        params["include"] = ["reasoning.encrypted_content"]
     if instructions:
         params["instructions"] = instructions
     if request.tools:
