@@ -26,7 +26,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -35,6 +35,9 @@ import attrs
 
 from orchestra.errors import OrchestraError
 from orchestra.llm.types import ToolCall, ToolDefinition, ToolResult
+
+if TYPE_CHECKING:
+    from orchestra.agent.hooks import ToolCallHooks
 
 __all__ = [
     "OUTPUT_LIMITS",
@@ -757,10 +760,14 @@ def _argument_problems(schema: Mapping[str, Any], arguments: Mapping[str, Any]) 
 
 class Toolset:
     """The standard tools bound to one workspace: their definitions for the model, and
-    :meth:`run` to answer a call."""
+    :meth:`run` to answer a call, between the stage's tool call ``hooks`` if it has any."""
 
     def __init__(
-        self, workspace: Workspace, *, shell_timeout: float = DEFAULT_SHELL_TIMEOUT
+        self,
+        workspace: Workspace,
+        *,
+        shell_timeout: float = DEFAULT_SHELL_TIMEOUT,
+        hooks: ToolCallHooks | None = None,
     ) -> None:
         if not 0 < shell_timeout <= MAX_SHELL_TIMEOUT:
             raise ValueError(
@@ -768,6 +775,7 @@ class Toolset:
                 f"got {shell_timeout:g}"
             )
         self.workspace = workspace
+        self.hooks = hooks
 
         async def run_shell(arguments: Mapping[str, Any], workspace: Workspace) -> ToolOutput:
             return await shell(arguments, workspace, default_timeout=shell_timeout)
@@ -781,7 +789,9 @@ class Toolset:
 
     async def run(self, call: ToolCall) -> ToolOutput:
         """Run ``call``; every failure is an error result: an unknown tool, arguments that
-        do not fit the schema, a refusal, or an exception in the tool itself."""
+        do not fit the schema, a refusal (by the tool or by the pre hook), or an exception
+        in the tool itself. A call that reaches its tool runs the pre hook first (a failed
+        one skips the call) and the post hook after."""
         tool = self._tools.get(call.name)
         if tool is None:
             return ToolOutput(
@@ -798,10 +808,20 @@ class Toolset:
         problems = _argument_problems(tool.definition.parameters, arguments)
         if problems:
             return self._invalid(call.name, "; ".join(problems))
+        if self.hooks is None:
+            return await self._execute(tool, call.name, arguments)
+        pre = await self.hooks.run_pre(call, arguments, self.workspace.root)
+        if pre is not None and not pre.ok:
+            return pre.refusal()
+        output = await self._execute(tool, call.name, arguments)
+        await self.hooks.run_post(call, arguments, output, self.workspace.root)
+        return output
+
+    async def _execute(self, tool: Tool, name: str, arguments: Mapping[str, Any]) -> ToolOutput:
         try:
             return await tool.execute(arguments, self.workspace)
         except Exception as err:  # the model gets the error; the loop goes on
-            return ToolOutput(f"Tool error ({call.name}): {type(err).__name__}: {err}", True)
+            return ToolOutput(f"Tool error ({name}): {type(err).__name__}: {err}", True)
 
     @staticmethod
     def _invalid(name: str, problem: str) -> ToolOutput:
