@@ -110,6 +110,21 @@ class TestChoosingTheBackend:
         assert "ANTHROPIC_API_KEY or OPENAI_API_KEY" in message
         assert "--backend simulation" in message
 
+    async def test_a_simulation_run_simulates_every_node_whatever_its_backend(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """--backend simulation (or no key) is a dry run: a node's backend="direct" does
+        not call a model, and needs no key."""
+        dot = two_stages(first='backend="direct"', second='backend="agent"')
+        pipeline = Pipeline.load(
+            dot, store=store, backend="simulation", logs_root=tmp_path / "run", config=CONFIG
+        )
+
+        result = await pipeline.run()
+
+        assert result.succeeded
+        assert result.context["last_response"] == "[Simulated] Response for stage: build"
+
     def test_langgraph_from_older_configs_means_agent(self) -> None:
         backend = ConfiguredBackend(Settings(CONFIG, KEYS), default="langgraph")
         assert backend.default == "agent"
@@ -364,3 +379,66 @@ class TestUsage:
         assert state.usage == result.usage
         per_stage = [e.usage["input_tokens"] for e in events.of(StageCompleted, "work")]
         assert per_stage == [1000, 2000]
+
+
+class TestAgentWorkspaceAndHooks:
+    async def test_a_relative_workspace_is_taken_from_the_pipelines_directory(
+        self, tmp_path: Path, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "project" / "app").mkdir(parents=True)
+        (tmp_path / "project" / "p.dot").write_text(two_stages(first='workspace="app"'))
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        write = ToolCall("c1", "write_file", {"file_path": "out.txt", "content": "x"})
+        model = ScriptedModel(
+            [
+                model_calls(write, model="claude-sonnet-4-5", provider="anthropic"),
+                says("planned"),
+                says("built"),
+            ],
+            name="anthropic",
+        )
+        pipeline = Pipeline.load(
+            tmp_path / "project" / "p.dot",
+            store=store,
+            backend=configured(model, tmp_path),
+            logs_root=tmp_path / "run",
+        )
+
+        assert (await pipeline.run()).succeeded
+        assert (tmp_path / "project" / "app" / "out.txt").read_text() == "x"
+        assert not (elsewhere / "app").exists()
+
+    async def test_a_pre_hook_that_refuses_skips_the_tool_call_and_logs_it(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """`tool_hooks.pre` on the graph runs before each call; exit 1 means the write never
+        happens, the model is told why, and the stage's hook log says so."""
+        write = ToolCall("c1", "write_file", {"file_path": "out.txt", "content": "x"})
+        model = ScriptedModel(
+            [
+                model_calls(write, model="claude-sonnet-4-5", provider="anthropic"),
+                says("planned"),
+                says("built"),
+            ],
+            name="anthropic",
+        )
+        hook = '"tool_hooks.pre"="echo no writes today >&2; exit 1"'
+        pipeline = Pipeline.load(
+            two_stages(graph=hook),
+            store=store,
+            backend=configured(model, tmp_path),
+            logs_root=tmp_path / "run",
+        )
+
+        assert (await pipeline.run()).succeeded
+        assert not (tmp_path / "ws" / "out.txt").exists()
+        (part,) = model.requests[1].messages[-1].content
+        assert part.tool_result is not None
+        told = str(part.tool_result.content)
+        assert part.tool_result.is_error
+        assert "refused by the pre-hook" in told
+        assert "no writes today" in told
+        log = (tmp_path / "run" / "plan" / "tool_hooks.jsonl").read_text()
+        assert "skipped the call" in log

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,74 @@ def test_resume_from_a_turn_inside_a_finished_node_does_not_rerun_its_tools(
         refused = orchestra("resume", session, "--turn", "1", cwd=cwd, env=env)
         assert refused.returncode == 2
         assert "is not a turn recorded inside a node" in refused.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "agents"
+
+NEW_GREET = """import argparse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Greet someone.")
+    parser.add_argument("name", help="who to greet")
+    parser.add_argument("--shout", action="store_true", help="greet in capitals")
+    args = parser.parse_args()
+    greeting = f"Hello, {args.name}!"
+    print(greeting.upper() if args.shout else greeting)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_the_agents_example_runs_its_agents_with_a_provider(tmp_path: Path) -> None:
+    """examples/agents with a key: the planner's one call, the implementer's tool loop in
+    app/ (relative to the pipeline), the reviewer's label routing; each agent's prompt is
+    composed from its four layers."""
+    shutil.copytree(EXAMPLE, tmp_path / "agents")
+    cwd = tmp_path / "agents"
+    approve = '```status\n{"outcome": "success", "preferred_label": "Approve"}\n```'
+    script = {
+        "conversations": [
+            {"match": "Plan the change.", "steps": [{"text": "1. add --shout"}]},
+            {
+                "match": "Implement the plan.",
+                "steps": [
+                    {
+                        "tool_calls": [
+                            {
+                                "name": "write_file",
+                                "arguments": {"file_path": "greet.py", "content": NEW_GREET},
+                            },
+                            {
+                                "name": "shell",
+                                "arguments": {"command": "python3 greet.py --shout team"},
+                            },
+                        ]
+                    },
+                    {"text": "Done: --shout works."},
+                ],
+            },
+            {"match": "Review the change.", "steps": [{"text": f"Sound.\n{approve}"}]},
+        ]
+    }
+    with FakeLLMServer(script) as server:
+        result = orchestra("run", "change.dot", cwd=cwd, env=environment(server, "anthropic"))
+        requests = server.requests
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "path: start → plan → implement → review → exit" in result.stdout
+    assert (cwd / "app" / "greet.py").read_text() == NEW_GREET
+    plan = requests[0]["body"]
+    system = json.dumps(plan["system"])
+    assert "You are a software engineer" in system  # role
+    assert "standard library" in system  # persona
+    assert "short bullet points" in system  # personality
+    assert "plan of at most five steps" in system  # task
+    assert "tools" not in plan  # the planner runs on the direct backend
+    assert plan["model"] == "claude-opus-4-5"  # the smart tier
+    implement = next(r for r in requests if "Implement the plan." in json.dumps(r["body"]))
+    assert implement["body"]["model"] == "claude-sonnet-4-5"
+    told = json.dumps(requests[-2]["body"])  # the implementer's second call
+    assert "HELLO, TEAM!" in told  # the shell tool ran the changed program

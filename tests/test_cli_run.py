@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from orchestra_cli.main import cli
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.dot"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("**/*.dot"))
 ORCHESTRA = Path(sys.executable).with_name("orchestra")
 
 LINEAR = """

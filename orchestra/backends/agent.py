@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from orchestra.agent.hooks import TOOL_HOOKS_LOG, ToolCallHooks, hook_commands
 from orchestra.agent.session import AgentResult, AgentSession, ModelTurn, ToolTurn
 from orchestra.agent.tools import ToolOutput, Toolset, Workspace
 from orchestra.backends.threads import Opening, Threads
@@ -50,6 +51,7 @@ __all__ = [
     "Spent",
     "answer_outcome",
     "describe_record",
+    "node_workspace",
     "outcome_for_error",
     "outcome_from_answer",
     "prepare_call",
@@ -151,6 +153,18 @@ def prepare_call(
     return PreparedCall(
         resolved.provider, resolved.model, f"{system}\n\n{STATUS_CONTRACT}", user, effort
     )
+
+
+def node_workspace(node: Node, stage: StageRun, default: Path | None) -> Path:
+    """Where a node's agent works: its ``workspace=`` (a relative path is taken from the
+    pipeline file's directory), else ``default``, else the working directory."""
+    given = str(node.attrs.get("workspace") or "").strip()
+    if not given:
+        return (default or Path.cwd()).resolve()
+    path = Path(given).expanduser()
+    if not path.is_absolute() and stage.graph is not None and stage.graph.path:
+        path = Path(stage.graph.path).parent / path
+    return path.resolve()
 
 
 def outcome_for_error(err: LLMError, call: PreparedCall) -> Outcome:
@@ -259,7 +273,7 @@ class AgentBackend:
             model=call.model,
             provider=call.provider,
             system=call.system,
-            toolset=self._toolset(node),
+            toolset=self._toolset(node, stage),
             reasoning_effort=call.reasoning_effort,
             max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
         )
@@ -285,10 +299,21 @@ class AgentBackend:
         )
         return self._outcome(node, result, call, spent)
 
-    def _toolset(self, node: Node) -> Toolset:
-        root = Path(str(node.attrs.get("workspace") or self.workspace or Path.cwd()))
+    def _toolset(self, node: Node, stage: StageRun) -> Toolset:
+        root = node_workspace(node, stage, self.workspace)
+        if not root.is_dir():
+            raise TerminalError(f"node '{node.id}': workspace {root} is not a directory")
         timeout = self.config.tools.shell_timeout or 10.0
-        return Toolset(Workspace(root.resolve()), shell_timeout=timeout)
+        commands = hook_commands(node.attrs, node.graph_attrs, self.config.tools.hooks)
+        hooks = None
+        if commands.pre or commands.post:
+            hooks = ToolCallHooks(
+                commands,
+                node_id=node.id,
+                stage_dir=stage.stage_dir,
+                log_path=stage.stage_dir / TOOL_HOOKS_LOG,
+            )
+        return Toolset(Workspace(root), shell_timeout=timeout, hooks=hooks)
 
     def _outcome(
         self, node: Node, result: AgentResult, call: PreparedCall, spent: Spent

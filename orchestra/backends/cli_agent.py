@@ -53,7 +53,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from orchestra.backends.agent import STATUS_CONTRACT, outcome_from_answer
+from orchestra.backends.agent import STATUS_CONTRACT, node_workspace, outcome_from_answer
 from orchestra.config import AgentConfig, Config, resolve_model
 from orchestra.config.converter import CONVERTER
 from orchestra.engine.context import Context
@@ -171,7 +171,7 @@ class CliAgentBackend:
                 f"node '{node.id}': the cli_agent backend runs `{cli}`, which is not on PATH; "
                 f"install {_INSTALL[cli]} or add the directory that holds `{cli}` to PATH"
             )
-        cwd = Path(str(node.attrs.get("workspace") or self.workspace or Path.cwd()))
+        cwd = node_workspace(node, stage, self.workspace)
         if not cwd.is_dir():
             raise TerminalError(f"node '{node.id}': workspace {cwd} is not a directory")
         system, user = "", prompt

@@ -1,7 +1,8 @@
 """The backend a run uses when none is given: chosen per node from the configuration.
 
 ``orchestra.yaml``'s ``backend:`` (or ``--backend``) names the default; a node's own
-``backend=`` attribute overrides it for that node. When the file names none, a provider key
+``backend=`` attribute overrides it for that node, except on ``simulation``, which is a dry
+run of the whole pipeline. When the file names none, a provider key
 in the environment (or in ``.env`` beside the file) makes ``agent`` the default, and without
 one ``simulation`` is, which needs no model at all. Backends are built on first use, and one
 LLM client serves them all; ``aclose()`` closes it.
@@ -85,10 +86,14 @@ class ConfiguredBackend:
         return await self.backend_for(node).run(node, prompt, context, stage)
 
     def backend_for(self, node: Node) -> CodergenBackend:
-        """The node's ``backend=`` if it has one, else the default; built on first use."""
+        """The node's ``backend=`` if it has one, else the default; built on first use.
+        A run on ``simulation`` is a dry run: every node is simulated, whatever its own
+        ``backend=`` says (the value is still checked)."""
         given = str(node.attrs.get("backend") or "").strip()
         try:
             name = _backend_name(given, f"node '{node.id}' backend") if given else self.default
+            if self.default == "simulation":
+                name = "simulation"
             if name not in self._backends:
                 self._backends[name] = self._build(name)
         except ConfigError as err:
