@@ -30,6 +30,7 @@ __all__ = [
     "PipelineCompleted",
     "PipelineFailed",
     "PipelineStarted",
+    "StageActivity",
     "StageCompleted",
     "StageFailed",
     "StageRetrying",
@@ -110,6 +111,14 @@ class StageFailed(Event):
     attempts: int = 1
     branch: str | None = None
     usage: Mapping[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StageActivity(Event):
+    """Something a long stage did on its way: an agent's tool call, say."""
+
+    text: str
+    branch: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -25,6 +25,7 @@ from orchestra.events import (
     ParallelCompleted,
     ParallelStarted,
     PipelineStarted,
+    StageActivity,
     StageCompleted,
     StageFailed,
     StageRetrying,
@@ -133,6 +134,7 @@ class Progress:
         self.out = out if out is not None else sys.stdout
         self.live = self.out.isatty() if live is None else live
         self._open_line: str | None = None
+        self._started_line: dict[str, str] = {}
         self._block: _FanOutBlock | None = None
 
     def echo(self, text: str, *, opens: str | None = None) -> None:
@@ -216,14 +218,27 @@ class Progress:
             self._redraw()
             return
         attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
-        self.echo(
+        line = (
             "  "
             + click.style("▸", fg="cyan")
             + " "
             + self._name(event.node_id, event.branch)
-            + click.style(f"  {event.handler}{attempt} ...", dim=True),
-            opens=event.node_id,
+            + click.style(f"  {event.handler}{attempt} ...", dim=True)
         )
+        self._started_line[event.node_id or ""] = line
+        self.echo(line, opens=event.node_id)
+
+    def _on_StageActivity(self, event: StageActivity) -> None:
+        if self.quiet or event.branch is not None:
+            return  # a branch's row has no room for it
+        line = click.style(f"    · {event.text}", dim=True)
+        if self.live and self._open_line == event.node_id:
+            # keep the stage's "started" line last, so its result still replaces it
+            self._write(_UP_AND_ERASE)
+            self.echo(line)
+            self.echo(self._started_line.get(event.node_id or "", ""), opens=event.node_id)
+            return
+        self.echo(line)
 
     def _on_StageCompleted(self, event: StageCompleted) -> None:
         row = self._row(event.branch)

@@ -512,7 +512,7 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
             (r["turn_id"], click.style(f"{r['node_id']:<20} · {r['summary']}", dim=True))
             for r in records
         ]
-        for turn, text in sorted(rows, key=lambda row: int(row[0])):
+        for turn, text in sorted(rows, key=lambda row: int(str(row[0]))):
             click.echo(f"  {turn:<6} {text}")
         if records:
             click.echo(

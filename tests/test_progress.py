@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from typing import ClassVar
 
 import pytest
 
@@ -16,6 +17,7 @@ from orchestra.events import (
     ParallelBranchStarted,
     ParallelCompleted,
     ParallelStarted,
+    StageActivity,
     StageCompleted,
     StageFailed,
     StageRetrying,
@@ -440,3 +442,39 @@ class TestOffATerminal:
         out = FakeTerminal()
         feed(Progress(quiet=True, out=out, live=is_live), [*REVIEW, question(), answer()])
         assert out.getvalue() == ""
+
+
+class TestAgentActivity:
+    EVENTS: ClassVar[list[Event]] = [
+        stage_started("write"),
+        StageActivity(session_id=SESSION, node_id="write", text="write_file notes.txt"),
+        StageActivity(session_id=SESSION, node_id="write", text="shell pytest -q (error)"),
+        StageCompleted(
+            session_id=SESSION,
+            node_id="write",
+            label="write",
+            index=0,
+            duration=2.0,
+            status="success",
+            usage={"input_tokens": 12000, "output_tokens": 340, "cost_usd": 0.0411},
+        ),
+    ]
+
+    def test_piped_each_tool_call_is_a_line_under_its_stage(self) -> None:
+        out = io.StringIO()
+        feed(Progress(out=out), self.EVENTS)
+        assert out.getvalue().splitlines() == [
+            "  ▸ write         codergen ...",
+            "    · write_file notes.txt",
+            "    · shell pytest -q (error)",
+            "  ✓ write         2.0s  12k in / 340 out tok, $0.0411",
+        ]
+
+    def test_live_the_calls_stay_above_and_the_result_replaces_the_started_line(self) -> None:
+        progress, out = live()
+        feed(progress, self.EVENTS)
+        assert screen(out.getvalue()) == [
+            "    · write_file notes.txt",
+            "    · shell pytest -q (error)",
+            "  ✓ write         2.0s  12k in / 340 out tok, $0.0411",
+        ]

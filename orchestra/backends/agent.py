@@ -29,6 +29,7 @@ from orchestra.backends.threads import Opening, Threads
 from orchestra.config import Config, resolve_model
 from orchestra.engine.context import Context
 from orchestra.errors import ConfigError
+from orchestra.events import StageActivity
 from orchestra.graph import Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.llm.client import Client
@@ -277,7 +278,7 @@ class AgentBackend:
             reasoning_effort=call.reasoning_effort,
             max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
         )
-        recorder = _Recorder(stage, session)
+        recorder = _Recorder(stage, session, node.id)
         history, known, earlier = recorder.recorded()
         opening = self.threads.opening(node, call.user, context, stage)
         session.on_turn = recorder.turn
@@ -335,8 +336,9 @@ class _Recorder:
     """Keeps the conversation durable: every message the session adds, the usage of every
     model call, and every tool output as it completes, for this execution of the node."""
 
-    def __init__(self, stage: StageRun, session: AgentSession) -> None:
+    def __init__(self, stage: StageRun, session: AgentSession, node_id: str) -> None:
         self.stage = stage
+        self.node_id = node_id
         self.session = session
         self.prefix = f"{stage.execution}:"
         self.saved = 0
@@ -371,26 +373,29 @@ class _Recorder:
         return history, known, Spent(total, len(usages), len(known), written)
 
     async def turn(self, turn: ModelTurn | ToolTurn) -> None:
-        if self.stage.record is None:
-            return
+        record = self.stage.record
         if isinstance(turn, ToolTurn):
             output = turn.output
-            await self.stage.record(
-                _TOOLS,
-                {
-                    f"{self.prefix}{turn.call.id}": {
-                        "name": turn.call.name,
-                        "text": output.text,
-                        "is_error": output.is_error,
-                        "files_written": list(output.files_written),
-                    }
-                },
+            if record is not None:
+                entry = {
+                    "name": turn.call.name,
+                    "text": output.text,
+                    "is_error": output.is_error,
+                    "files_written": list(output.files_written),
+                }
+                await record(_TOOLS, {f"{self.prefix}{turn.call.id}": entry})
+            await self.stage.emit(
+                StageActivity(
+                    session_id=self.stage.session_id,
+                    node_id=self.node_id,
+                    text=_activity(turn),
+                    branch=self.stage.branch,
+                )
             )
             return
-        await self.stage.record(
-            _USAGE,
-            {f"{self.prefix}{len(self.session.history):05d}": usage_to_data(turn.response.usage)},
-        )
+        if record is not None:
+            usage = usage_to_data(turn.response.usage)
+            await record(_USAGE, {f"{self.prefix}{len(self.session.history):05d}": usage})
         await self.flush()
 
     async def flush(self) -> None:
@@ -405,6 +410,20 @@ class _Recorder:
         }
         await self.stage.record(_MESSAGES, entries)
         self.saved = len(history)
+
+
+def _activity(turn: ToolTurn) -> str:
+    """``write_file notes.txt``, ``shell pytest -q (error)``: a tool call in a few words."""
+    arguments = turn.call.arguments
+    shown = ""
+    if isinstance(arguments, Mapping):
+        for key in ("file_path", "command", "pattern", "path"):
+            if isinstance(arguments.get(key), str):
+                shown = " ".join(str(arguments[key]).split())
+                break
+    if len(shown) > 60:
+        shown = shown[:59] + "…"
+    return f"{turn.call.name} {shown}".rstrip() + (" (error)" if turn.output.is_error else "")
 
 
 def describe_record(kind: str, entries: Mapping[str, Any]) -> str | None:
