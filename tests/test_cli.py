@@ -336,3 +336,33 @@ class TestCorpus:
         result = invoke("compile", str(path))
         assert result.exit_code == 2
         assert f"{path}: error start_node:" in result.output
+
+
+class TestStartupStaysLight:
+    """`orchestra --help` and `orchestra compile` load neither a provider SDK nor what
+    only a run needs (the engine, the store, orchestra.yaml's YAML machinery)."""
+
+    HEAVY = ("anthropic", "openai", "httpx", "ruamel", "cattrs", "orchestra.engine")
+
+    def loaded_by(self, *args: str) -> list[str]:
+        script = (
+            "import sys\n"
+            "from orchestra_cli.main import cli\n"
+            f"try:\n    cli({list(args)!r})\n"
+            "except SystemExit:\n    pass\n"
+            f"heavy = {self.HEAVY!r}\n"
+            "print(sorted({m for m in sys.modules if m.startswith(heavy)}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1].replace("'", '"'))  # type: ignore[no-any-return]
+
+    def test_help_loads_no_sdk_and_no_engine(self) -> None:
+        loaded = self.loaded_by("--help")
+        assert not [m for m in loaded if m.startswith(("anthropic", "openai", "httpx"))]
+
+    def test_compile_loads_nothing_a_run_needs(self) -> None:
+        example = Path(__file__).resolve().parents[1] / "examples" / "agents" / "change.dot"
+        assert self.loaded_by("compile", str(example)) == []
