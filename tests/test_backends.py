@@ -14,8 +14,9 @@ from orchestra.backends.configured import ConfiguredBackend, Settings, load_sett
 from orchestra.backends.direct import DirectBackend
 from orchestra.backends.simulation import SimulationBackend
 from orchestra.config import Config, ProviderConfig, Providers
+from orchestra.dot import parse_dot
 from orchestra.engine.session import load_session
-from orchestra.errors import ConfigError
+from orchestra.errors import ConfigError, ValidationError
 from orchestra.events import StageCompleted
 from orchestra.llm.client import Client
 from orchestra.llm.types import Role, ToolCall, Usage
@@ -84,12 +85,21 @@ class TestChoosingTheBackend:
         assert "Plan the work" in model.requests[0].messages[-1].text
         assert result.context["last_response"].startswith("[Simulated]")
 
+    def test_an_unknown_node_backend_is_refused_at_load(self, tmp_path: Path) -> None:
+        with pytest.raises(ValidationError) as caught:
+            Pipeline.load(
+                two_stages(first='backend="gpt"'), backend=configured(ScriptedModel([]), tmp_path)
+            )
+        assert "node 'plan' has backend 'gpt', which is not a backend" in str(caught.value)
+
     async def test_an_unknown_node_backend_fails_that_node_and_names_the_choices(
         self, tmp_path: Path, store: EmbeddedStore
     ) -> None:
+        """A graph built without validation still cannot run a node on a backend that
+        does not exist: the node fails, naming the choices."""
         model = ScriptedModel([says("planned")], name="anthropic")
-        pipeline = Pipeline.load(
-            two_stages(first='backend="gpt"'),
+        pipeline = Pipeline(
+            parse_dot(two_stages(first='backend="gpt"')),
             store=store,
             backend=configured(model, tmp_path),
             logs_root=tmp_path / "run",

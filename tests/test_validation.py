@@ -692,3 +692,20 @@ class TestValidationError:
             validate_or_raise(parse_dot(path))
         assert caught.value.file == str(path)
         assert f"{path}:{line_of(text, 'orphan')}: error reachability" in str(caught.value)
+
+
+class TestBackendKnown:
+    """`backend_known`: a node's backend= must name a backend (ERROR: the node could not run)."""
+
+    def test_a_misspelt_backend_is_an_error_with_a_suggestion(self) -> None:
+        text = pipeline('odd [prompt="p", backend="agnet"]\nwork -> odd\nodd -> exit')
+        (diagnostic,) = found(lint(text), "backend_known")
+        assert diagnostic.severity is Severity.ERROR
+        assert diagnostic.node_id == "odd"
+        assert diagnostic.line == line_of(text, "odd [")
+        assert "did you mean 'agent'?" in (diagnostic.fix or "")
+
+    @pytest.mark.parametrize("name", ["agent", "direct", "cli_agent", "simulation", "langgraph"])
+    def test_every_backend_is_known(self, name: str) -> None:
+        text = pipeline(f'work [backend="{name}"]')
+        assert found(lint(text), "backend_known") == []

@@ -22,6 +22,7 @@ from orchestra.attributes import (
     AttrType,
 )
 from orchestra.conditions import parse_condition
+from orchestra.config.model import BACKENDS
 from orchestra.errors import ConditionSyntaxError, StylesheetSyntaxError
 from orchestra.graph import SHAPE_HANDLER_TYPES, Edge, Graph, Node, SourceLocation
 from orchestra.transforms.stylesheet import parse_stylesheet
@@ -315,6 +316,23 @@ def _fidelity_valid(graph: Graph) -> Iterable[Diagnostic]:
             )
 
 
+@lint_rule("backend_known")
+def _backend_known(graph: Graph) -> Iterable[Diagnostic]:
+    known = (*BACKENDS, "langgraph")
+    for node in graph.nodes.values():
+        value = str(node.attrs.get("backend", "")).strip()
+        if value and value not in known:
+            close = difflib.get_close_matches(value, BACKENDS, n=1)
+            yield _node(
+                "backend_known",
+                ERROR,
+                node,
+                f"node '{node.id}' has backend '{value}', which is not a backend",
+                (f"did you mean '{close[0]}'? " if close else "")
+                + f"use one of {', '.join(BACKENDS)}",
+            )
+
+
 @lint_rule("retry_target_exists")
 def _retry_target_exists(graph: Graph) -> Iterable[Diagnostic]:
     for key in ("retry_target", "fallback_retry_target"):
@@ -497,6 +515,7 @@ BUILT_IN_RULES: tuple[LintRule, ...] = (
     _stylesheet_syntax,
     type_known_rule(BUILT_IN_HANDLER_TYPES),
     _fidelity_valid,
+    _backend_known,
     _retry_target_exists,
     _goal_gate_has_retry,
     _prompt_on_llm_nodes,
