@@ -40,15 +40,10 @@ import anyio.abc
 import anyio.to_thread
 import attrs
 
-from orchestra.agent.tools import (
-    _KILL_GRACE,
-    ToolOutput,
-    _signal_group,
-    _terminate,
-    filter_environment,
-)
+from orchestra.agent.tools import ToolOutput, filter_environment
 from orchestra.config.model import ToolHooks
 from orchestra.llm.types import ToolCall
+from orchestra.process import KILL_GRACE, signal_group, terminate
 
 __all__ = [
     "DEFAULT_HOOK_TIMEOUT",
@@ -361,15 +356,15 @@ async def _execute(
                 await process.wait()
             timed_out = waiting.cancelled_caught
             if timed_out:
-                await _terminate(process)
+                await terminate(process)
             else:
-                _signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
+                signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
             # A process that left the group may still hold the pipes: stop reading after
             # the grace period.
-            group.cancel_scope.deadline = anyio.current_time() + _KILL_GRACE
+            group.cancel_scope.deadline = anyio.current_time() + KILL_GRACE
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await _terminate(process)
+            await terminate(process)
         raise
     finally:
         with anyio.CancelScope(shield=True):

@@ -16,7 +16,6 @@ checking its arguments against the tool's schema first.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import os
@@ -35,6 +34,7 @@ import attrs
 
 from orchestra.errors import OrchestraError
 from orchestra.llm.types import ToolCall, ToolDefinition, ToolResult
+from orchestra.process import KILL_GRACE, drain, signal_group, terminate
 
 if TYPE_CHECKING:
     from orchestra.agent.hooks import ToolCallHooks
@@ -62,7 +62,6 @@ __all__ = [
 
 DEFAULT_SHELL_TIMEOUT = 10.0
 MAX_SHELL_TIMEOUT = 600.0
-_KILL_GRACE = 2.0
 _BINARY_SNIFF = 8192
 _SECRET_SUFFIXES = ("API_KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
 
@@ -466,27 +465,6 @@ def _timeout_message(timeout_ms: int) -> str:
     )
 
 
-def _signal_group(process: anyio.abc.Process, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-async def _terminate(process: anyio.abc.Process) -> None:
-    """SIGTERM the process group, give it the grace period, then SIGKILL what is left."""
-    _signal_group(process, signal.SIGTERM)
-    with anyio.move_on_after(_KILL_GRACE):
-        await process.wait()
-    _signal_group(process, signal.SIGKILL)
-    await process.wait()
-
-
-async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
-    if stream is None:
-        return
-    async for chunk in stream:
-        into.extend(chunk)
-
-
 def _shell_report(
     stdout: bytes, stderr: bytes, code: int | None, duration_ms: int, timeout_ms: int | None
 ) -> str:
@@ -538,21 +516,21 @@ async def shell(
         )
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(_drain, process.stdout, stdout)
-            group.start_soon(_drain, process.stderr, stderr)
+            group.start_soon(drain, process.stdout, stdout)
+            group.start_soon(drain, process.stderr, stderr)
             with anyio.move_on_after(timeout_ms / 1000) as waiting:
                 await process.wait()
             timed_out = waiting.cancelled_caught
             if timed_out:
-                await _terminate(process)
+                await terminate(process)
             else:
-                _signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
+                signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
             # The pipes reach EOF once the group is dead; a process that left the group may
             # still hold them, so stop reading after the grace period.
-            group.cancel_scope.deadline = anyio.current_time() + _KILL_GRACE
+            group.cancel_scope.deadline = anyio.current_time() + KILL_GRACE
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await _terminate(process)
+            await terminate(process)
         raise
     finally:
         with anyio.CancelScope(shield=True):

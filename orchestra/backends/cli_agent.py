@@ -63,6 +63,7 @@ from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.llm.pricing import Prices, load_prices
 from orchestra.llm.types import Usage
 from orchestra.outcome import Outcome, StageStatus
+from orchestra.process import KILL_GRACE, signal_group, terminate
 from orchestra.prompts import compose_agent_prompt
 
 __all__ = ["CLI_AGENTS", "CliAgent", "CliAgentBackend"]
@@ -81,7 +82,6 @@ _OUTPUT_FILES: Mapping[CliAgent, str] = {"claude": "cli_agent.json", "codex": "c
 _STDERR_FILE = "cli_agent.stderr.txt"
 #: the kind the backend records a finished run under, keyed by execution
 _RESULT = "cli_agent.result"
-_KILL_GRACE = 2.0
 _LAST_RESPONSE_CHARS = 200
 # What a CLI's error says when trying again later could succeed.
 _TRANSIENT = re.compile(r"rate.?limit|overloaded|\b(?:429|529)\b", re.IGNORECASE)
@@ -269,20 +269,6 @@ def _cli(node: Node, provider: str | None) -> CliAgent:
 # --- the process --------------------------------------------------------------------------
 
 
-def _signal_group(process: anyio.abc.Process, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-async def _terminate(process: anyio.abc.Process) -> None:
-    """SIGTERM the process group, give it the grace period, then SIGKILL what is left."""
-    _signal_group(process, signal.SIGTERM)
-    with anyio.move_on_after(_KILL_GRACE):
-        await process.wait()
-    _signal_group(process, signal.SIGKILL)
-    await process.wait()
-
-
 async def _run_process(
     invocation: _Invocation, *, stdout_path: Path, stderr_path: Path
 ) -> tuple[int, bytes, bytes]:
@@ -310,13 +296,13 @@ async def _run_process(
                 group.start_soon(_copy, process.stdout, stdout, out_file)
                 group.start_soon(_copy, process.stderr, stderr, err_file)
                 await process.wait()
-                _signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
+                signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
                 # The pipes reach EOF once the group is dead; a process that left the group
                 # may still hold them, so stop reading after the grace period.
-                group.cancel_scope.deadline = anyio.current_time() + _KILL_GRACE
+                group.cancel_scope.deadline = anyio.current_time() + KILL_GRACE
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await _terminate(process)
+            await terminate(process)
         raise
     finally:
         with anyio.CancelScope(shield=True):

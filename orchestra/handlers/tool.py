@@ -10,7 +10,6 @@ killed, so no grandchild outlives the node.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -24,11 +23,11 @@ from orchestra.engine.context import Context
 from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome, StageStatus
+from orchestra.process import drain, signal_group, terminate
 from orchestra.templates import TemplateError, render_shell
 
 __all__ = ["ToolHandler", "read_status_file"]
 
-_KILL_GRACE = 2.0
 _OUTPUT_IN_CONTEXT = 64 * 1024
 
 
@@ -41,11 +40,6 @@ def read_status_file(path: Path) -> Outcome | None:
         return Outcome.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, UnicodeDecodeError) as err:
         return Outcome.fail(f"{path}: not a valid status file: {err}")
-
-
-def _kill_group(process: anyio.abc.Process, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
 
 
 class ToolHandler:
@@ -83,19 +77,15 @@ class ToolHandler:
         stderr = bytearray()
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(_drain, process.stdout, stdout)
-                group.start_soon(_drain, process.stderr, stderr)
+                group.start_soon(drain, process.stdout, stdout)
+                group.start_soon(drain, process.stderr, stderr)
                 await process.wait()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                _kill_group(process, signal.SIGTERM)
-                with anyio.move_on_after(_KILL_GRACE):
-                    await process.wait()
-                _kill_group(process, signal.SIGKILL)
-                await process.wait()
+                await terminate(process)
                 _write_output(output_path, command, stdout, stderr, None)
             raise
-        _kill_group(process, signal.SIGKILL)  # stragglers the command left behind
+        signal_group(process, signal.SIGKILL)  # stragglers the command left behind
         code = process.returncode
         _write_output(output_path, command, stdout, stderr, code)
         out_text = stdout.decode("utf-8", errors="replace")
@@ -110,13 +100,6 @@ class ToolHandler:
             failure_reason=_failure_reason(code, stderr),
             context_updates=updates,
         )
-
-
-async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
-    if stream is None:
-        return
-    async for chunk in stream:
-        into.extend(chunk)
 
 
 def _failure_reason(code: int | None, stderr: bytes | bytearray) -> str:
