@@ -168,6 +168,9 @@ class TestChoosingTheBackend:
         assert isinstance(pipeline.backend, ConfiguredBackend)
         assert pipeline.backend.default == "agent"
 
+    def test_settings_never_show_the_keys(self) -> None:
+        assert "sk-test" not in repr(Settings(CONFIG, KEYS))
+
     def test_without_config_or_key_the_default_is_simulation(self, tmp_path: Path) -> None:
         (tmp_path / "p.dot").write_text(two_stages())
         pipeline = Pipeline.load(tmp_path / "p.dot")

@@ -44,7 +44,8 @@ class Settings:
     what ``.env`` defines that the environment does not (the process is never changed)."""
 
     config: Config
-    environ: Mapping[str, str]
+    #: never in the repr: it holds the API keys
+    environ: Mapping[str, str] = attrs.field(repr=False)
 
 
 def load_settings(start: Path | None = None) -> Settings:
