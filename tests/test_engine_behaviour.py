@@ -958,6 +958,22 @@ class TestToolHandler:
         assert "warning" in output
         assert result.node_outcomes["work"]["outcome"] == "success"
 
+    async def test_a_process_left_running_is_killed_and_does_not_hold_the_stage(
+        self, in_tmp: Path, store: EmbeddedStore
+    ) -> None:
+        """`sleep 60 &` keeps the output pipe open: the stage still ends when the command
+        does, and the sleep, left in the command's process group, is killed."""
+        pipeline = load(tool("sleep 60 & echo $!"), in_tmp, store, handlers={"probe": Probe()})
+
+        with anyio.fail_after(20):
+            result = await pipeline.run()
+
+        assert result.node_outcomes["work"]["outcome"] == "success"
+        stat = Path(f"/proc/{int(result.context['tool.output'])}/stat")
+        with anyio.fail_after(10):
+            while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                await anyio.sleep(0.02)
+
     async def test_non_zero_exit_is_a_fail(self, in_tmp: Path, store: EmbeddedStore) -> None:
         """Exit status 3 fails the node with the status and stderr's last line."""
         pipeline = load(

@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -43,7 +41,7 @@ import attrs
 from orchestra.agent.tools import ToolOutput, filter_environment
 from orchestra.config.model import ToolHooks
 from orchestra.llm.types import ToolCall
-from orchestra.process import KILL_GRACE, signal_group, terminate
+from orchestra.process import collect, run_in_group
 
 __all__ = [
     "DEFAULT_HOOK_TIMEOUT",
@@ -312,61 +310,20 @@ def _append(path: Path, line: str) -> None:
         os.close(fd)
 
 
-async def _feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
-    if stream is None:
-        return
-    # A hook need not read its input; one that exits first closes the pipe under us.
-    with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await stream.send(data)
-        await stream.aclose()
-
-
-async def _capture(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
-    if stream is None:
-        return
-    # Read to the end so the hook never blocks on a full pipe, but keep only the start.
-    async for chunk in stream:
-        room = _CAPTURE_BYTES - len(into)
-        if room > 0:
-            into.extend(chunk[:room])
-
-
 async def _execute(
     command: str, data: bytes, env: Mapping[str, str], cwd: Path, timeout: float
 ) -> tuple[int | None, str, str, bool]:
     """Exit code, first lines of stdout and stderr, and whether it timed out."""
     stdout = bytearray()
     stderr = bytearray()
-    # Shielded: cancelled half-way through starting, the process would run on with no one
-    # left to kill it. Once started, cancellation reaches the cleanup below.
-    with anyio.CancelScope(shield=True):
-        process = await anyio.open_process(
-            [_BASH, "-c", command],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE,
-            start_new_session=True,  # its own process group, killed as one
-        )
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_feed, process.stdin, data)
-            group.start_soon(_capture, process.stdout, stdout)
-            group.start_soon(_capture, process.stderr, stderr)
-            with anyio.move_on_after(timeout) as waiting:
-                await process.wait()
-            timed_out = waiting.cancelled_caught
-            if timed_out:
-                await terminate(process)
-            else:
-                signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
-            # A process that left the group may still hold the pipes: stop reading after
-            # the grace period.
-            group.cancel_scope.deadline = anyio.current_time() + KILL_GRACE
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await terminate(process)
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
-    return process.returncode, _head(bytes(stdout)), _head(bytes(stderr)), timed_out
+    # Read to the end so the hook never blocks on a full pipe, but keep only the start.
+    finished = await run_in_group(
+        [_BASH, "-c", command],
+        cwd=cwd,
+        env=env,
+        stdin=data,
+        stdout=collect(stdout, _CAPTURE_BYTES),
+        stderr=collect(stderr, _CAPTURE_BYTES),
+        timeout=timeout,
+    )
+    return finished.returncode, _head(bytes(stdout)), _head(bytes(stderr)), finished.timed_out

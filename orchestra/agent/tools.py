@@ -20,8 +20,6 @@ import fnmatch
 import json
 import os
 import re
-import signal
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -34,7 +32,7 @@ import attrs
 
 from orchestra.errors import OrchestraError
 from orchestra.llm.types import ToolCall, ToolDefinition, ToolResult
-from orchestra.process import KILL_GRACE, drain, signal_group, terminate
+from orchestra.process import run_in_group
 
 if TYPE_CHECKING:
     from orchestra.agent.hooks import ToolCallHooks
@@ -504,42 +502,20 @@ async def shell(
     stdout = bytearray()
     stderr = bytearray()
     started = time.monotonic()
-    # Shielded: cancelled half-way through starting, the process would run on with no one
-    # left to kill it. Once started, cancellation reaches the cleanup below.
-    with anyio.CancelScope(shield=True):
-        process = await anyio.open_process(
-            [program, "-c", command],
-            cwd=workspace.root,
-            env=filter_environment(os.environ),
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, killed as one
-        )
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(drain, process.stdout, stdout)
-            group.start_soon(drain, process.stderr, stderr)
-            with anyio.move_on_after(timeout_ms / 1000) as waiting:
-                await process.wait()
-            timed_out = waiting.cancelled_caught
-            if timed_out:
-                await terminate(process)
-            else:
-                signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
-            # The pipes reach EOF once the group is dead; a process that left the group may
-            # still hold them, so stop reading after the grace period.
-            group.cancel_scope.deadline = anyio.current_time() + KILL_GRACE
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await terminate(process)
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
+    finished = await run_in_group(
+        [program, "-c", command],
+        cwd=workspace.root,
+        env=filter_environment(os.environ),
+        stdout=stdout.extend,
+        stderr=stderr.extend,
+        timeout=timeout_ms / 1000,
+    )
+    timed_out = finished.timed_out
     duration_ms = round((time.monotonic() - started) * 1000)
     report = _shell_report(
         bytes(stdout),
         bytes(stderr),
-        process.returncode,
+        finished.returncode,
         duration_ms,
         timeout_ms if timed_out else None,
     )

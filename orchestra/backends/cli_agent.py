@@ -38,22 +38,22 @@ agent again.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal, get_args
 
-import anyio
-import anyio.abc
 import attrs
 
-from orchestra.backends.agent import STATUS_CONTRACT, node_workspace, outcome_from_answer
+from orchestra.backends.agent import (
+    STATUS_CONTRACT,
+    answer_outcome,
+    node_workspace,
+    outcome_from_answer,
+)
 from orchestra.config import AgentConfig, Config, resolve_model
 from orchestra.config.converter import CONVERTER
 from orchestra.engine.context import Context
@@ -63,7 +63,7 @@ from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.llm.pricing import Prices, load_prices
 from orchestra.llm.types import Usage
 from orchestra.outcome import Outcome, StageStatus
-from orchestra.process import KILL_GRACE, signal_group, terminate
+from orchestra.process import run_in_group
 from orchestra.prompts import compose_agent_prompt
 
 __all__ = ["CLI_AGENTS", "CliAgent", "CliAgentBackend"]
@@ -276,61 +276,29 @@ async def _run_process(
     files as they arrive). Cancelled, the process group is killed before this returns."""
     stdout = bytearray()
     stderr = bytearray()
-    # Shielded: cancelled half-way through starting, the process would run on with no one
-    # left to kill it. Once started, cancellation reaches the cleanup below.
-    with anyio.CancelScope(shield=True):
+    with stdout_path.open("wb") as out_file, stderr_path.open("wb") as err_file:
         try:
-            process = await anyio.open_process(
-                list(invocation.argv),
+            finished = await run_in_group(
+                invocation.argv,
                 cwd=invocation.cwd,
-                env=dict(invocation.env),
-                stdin=subprocess.PIPE,
-                start_new_session=True,  # its own process group, killed as one
+                env=invocation.env,
+                stdin=invocation.stdin.encode("utf-8"),
+                stdout=_tee(stdout, out_file),
+                stderr=_tee(stderr, err_file),
             )
         except OSError as err:
             raise TerminalError(f"could not start {invocation.argv[0]}: {err}") from None
-    try:
-        with stdout_path.open("wb") as out_file, stderr_path.open("wb") as err_file:
-            async with anyio.create_task_group() as group:
-                group.start_soon(_feed, process.stdin, invocation.stdin.encode("utf-8"))
-                group.start_soon(_copy, process.stdout, stdout, out_file)
-                group.start_soon(_copy, process.stderr, stderr, err_file)
-                await process.wait()
-                signal_group(process, signal.SIGKILL)  # stragglers holding the pipes open
-                # The pipes reach EOF once the group is dead; a process that left the group
-                # may still hold them, so stop reading after the grace period.
-                group.cancel_scope.deadline = anyio.current_time() + KILL_GRACE
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await terminate(process)
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
-    code = process.returncode
+    code = finished.returncode
     return (code if code is not None else -1), bytes(stdout), bytes(stderr)
 
 
-async def _feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
-    if stream is None:
-        return
-    # A CLI that exits without reading its prompt closes the pipe: its exit tells why.
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        try:
-            await stream.send(data)
-        finally:
-            await stream.aclose()
-
-
-async def _copy(
-    stream: anyio.abc.ByteReceiveStream | None, into: bytearray, file: IO[bytes]
-) -> None:
-    if stream is None:
-        return
-    async for chunk in stream:
+def _tee(into: bytearray, file: IO[bytes]) -> Callable[[bytes], None]:
+    def keep(chunk: bytes) -> None:
         into.extend(chunk)
         file.write(chunk)
         file.flush()
+
+    return keep
 
 
 # --- what the CLIs print ------------------------------------------------------------------
@@ -455,7 +423,7 @@ def _parse_codex(stdout: str) -> _CliResult:
 
 
 def _outcome(node_id: str, result: _CliResult) -> Outcome:
-    answer, stated = outcome_from_answer(node_id, result.text)
+    answer, _ = outcome_from_answer(node_id, result.text)
     updates: dict[str, Any] = {
         "last_stage": node_id,
         "last_response": answer[:_LAST_RESPONSE_CHARS],
@@ -485,15 +453,7 @@ def _outcome(node_id: str, result: _CliResult) -> Outcome:
         )
     if not result.answered:
         return Outcome.fail(_exit_reason(result), context_updates=updates)
-    if stated is None:
-        return Outcome.success(f"stage completed: {node_id}", context_updates=updates)
-    return Outcome(
-        stated.status,
-        preferred_label=stated.preferred_label,
-        context_updates={**updates, **stated.context_updates},
-        notes=stated.notes,
-        failure_reason=stated.failure_reason,
-    )
+    return answer_outcome(node_id, result.text, updates)
 
 
 def _exit_reason(result: _CliResult) -> str:

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 from pathlib import Path
-
-import anyio
-import anyio.abc
 
 from orchestra.engine.context import Context
 from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome, StageStatus
-from orchestra.process import drain, signal_group, terminate
+from orchestra.process import run_in_group
 from orchestra.templates import TemplateError, render_shell
 
 __all__ = ["ToolHandler", "read_status_file"]
@@ -64,29 +59,16 @@ class ToolHandler:
             "ATTRACTOR_RUN_ID": stage.session_id,
         }
         output_path = stage.stage_dir / "tool_output.txt"
-        # Shielded: cancelled half-way through starting, the process would run on with no
-        # one left to kill it. Once started, cancellation reaches the cleanup below.
-        with anyio.CancelScope(shield=True):
-            process = await anyio.open_process(
-                ["/bin/sh", "-c", command],
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # its own process group, killed as one
-            )
         stdout = bytearray()
         stderr = bytearray()
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(drain, process.stdout, stdout)
-                group.start_soon(drain, process.stderr, stderr)
-                await process.wait()
+            finished = await run_in_group(
+                ["/bin/sh", "-c", command], env=env, stdout=stdout.extend, stderr=stderr.extend
+            )
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await terminate(process)
-                _write_output(output_path, command, stdout, stderr, None)
+            _write_output(output_path, command, stdout, stderr, None)
             raise
-        signal_group(process, signal.SIGKILL)  # stragglers the command left behind
-        code = process.returncode
+        code = finished.returncode
         _write_output(output_path, command, stdout, stderr, code)
         out_text = stdout.decode("utf-8", errors="replace")
         written = read_status_file(status_file)
