@@ -133,6 +133,8 @@ class TestChoosingTheBackend:
         result = await pipeline.run()
 
         assert result.succeeded
+        plan = (tmp_path / "run" / "plan" / "response.md").read_text()
+        assert plan == "[Simulated] Response for stage: plan"
         assert result.context["last_response"] == "[Simulated] Response for stage: build"
 
     def test_langgraph_from_older_configs_means_agent(self) -> None:
@@ -455,3 +457,37 @@ class TestAgentWorkspaceAndHooks:
         assert "no writes today" in told
         log = (tmp_path / "run" / "plan" / "tool_hooks.jsonl").read_text()
         assert "skipped the call" in log
+
+    async def test_stages_inside_a_fan_out_count_too(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """Branch stages are not checkpointed one by one: the fan-out's checkpoint carries
+        what every stage of every branch spent, not only each branch's last stage."""
+        dot = """
+        digraph fan {
+            start [shape=Mdiamond]
+            fan   [shape=component]
+            a1    [prompt="A1", backend="direct"]
+            a2    [prompt="A2", backend="direct"]
+            b1    [prompt="B1", backend="direct"]
+            join  [shape=tripleoctagon]
+            exit  [shape=Msquare]
+            start -> fan
+            fan -> a1 -> a2 -> join
+            fan -> b1 -> join
+            join -> exit
+        }
+        """
+        model = ScriptedModel([says("ok", Usage(100, 10)) for _ in range(3)], name="anthropic")
+        result = await Pipeline.load(
+            dot, store=store, backend=configured(model, tmp_path), logs_root=tmp_path
+        ).run()
+
+        assert result.succeeded
+        assert {node: fields["input_tokens"] for node, fields in result.usage.items()} == {
+            "a1": 100,
+            "a2": 100,
+            "b1": 100,
+        }
+        state = await load_session(store, result.session_id)
+        assert state.usage == result.usage

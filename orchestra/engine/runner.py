@@ -22,7 +22,7 @@ from orchestra.engine.mirror import MirrorWriter, write_json
 from orchestra.engine.retry import RetryPolicy, policy_for
 from orchestra.engine.routing import select_edge
 from orchestra.engine.session import SessionRecorder, SessionState
-from orchestra.engine.usage import add_usage, node_usage
+from orchestra.engine.usage import add_usage, node_usage, usage_keys
 from orchestra.events import (
     CheckpointSaved,
     Event,
@@ -433,17 +433,19 @@ class Runner:
         outcome = Outcome.success("empty branch")
         current = node_id
         completed: list[str] = []
+        usage: dict[str, Any] = {}
         arrival: tuple[Edge | None, str] = (None, "")
         while True:
             node = self.graph.nodes.get(current)
             if node is None:
                 reason = f"branch {branch} routes to '{current}', which is not a node"
-                return BranchResult(Outcome.fail(reason), tuple(completed))
+                return BranchResult(Outcome.fail(reason), tuple(completed), usage)
             handler_type = self._type_for(node)
             if handler_type in ("parallel.fan_in", "exit"):
                 break
             outcome = await self._execute(node, handler_type, context, branch, arrival=arrival)
             completed.append(node.id)
+            usage.update(usage_keys(outcome.context_updates))
             edge, route = self._route(node, outcome, context)
             arrival = (edge, node.id)
             if handler_type == "parallel" and outcome.status is not StageStatus.FAIL:
@@ -451,7 +453,7 @@ class Runner:
             if not route:
                 break
             current = route
-        return BranchResult(outcome, tuple(completed))
+        return BranchResult(outcome, tuple(completed), usage)
 
     # checkpoints ----------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ A backend that calls a model puts ``usage.NODE.FIELD`` into its outcome's contex
 ``model``, ``input_tokens``, ``output_tokens``, ``cache_read_tokens``, ``model_calls``,
 ``tool_calls``, ``cost_usd``. Each checkpoint holds the keys written since the one before,
 so adding up every checkpoint's usage keys counts each execution once, loops and retries
-of a node included; the run's total is the sum over its nodes.
+of a node included; the run's total is the sum over its nodes. Stages inside parallel
+branches are not checkpointed one by one: the fan-out's outcome carries their keys.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SUMMED_FIELDS", "add_usage", "node_usage", "total_usage"]
+__all__ = ["SUMMED_FIELDS", "add_usage", "node_usage", "total_usage", "usage_keys"]
 
 PREFIX = "usage."
 #: the fields that add up across executions (the others, ``model``, keep the latest)
@@ -31,6 +32,11 @@ def _split(key: str) -> tuple[str, str] | None:
         return None
     node_id, dot, field = key[len(PREFIX) :].rpartition(".")
     return (node_id, field) if dot and node_id else None
+
+
+def usage_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``usage.NODE.FIELD`` keys among ``values``, as they are."""
+    return {key: value for key, value in values.items() if _split(key) is not None}
 
 
 def node_usage(values: Mapping[str, Any], node_id: str) -> dict[str, Any]:

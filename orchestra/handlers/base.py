@@ -39,6 +39,9 @@ class BranchResult:
 
     outcome: Outcome
     completed_nodes: tuple[str, ...]
+    #: the ``usage.NODE.*`` keys its LLM stages wrote, all of them (a branch's context is
+    #: its own, and its last outcome holds only its last node's)
+    usage: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 #: Runs the branch that starts at a node, on its own context, named ``branch``.

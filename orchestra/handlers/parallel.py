@@ -105,7 +105,9 @@ class ParallelHandler:
                 failure_count=failures,
             )
         )
-        updates = {
+        updates: dict[str, Any] = {
+            # what the branches' LLM stages spent, so the fan-out's checkpoint counts it
+            **{key: value for r in ordered for key, value in (r.get("usage") or {}).items()},
             "parallel.results": ordered,
             "parallel.success_count": successes,
             "parallel.failure_count": failures,
@@ -179,9 +181,11 @@ class _FanOut:
             )
         )
         began = time.monotonic()
+        usage: dict[str, Any] = {}
         try:
             result = await stage.run_branch(target, self.context.clone(), target)
             outcome, completed = result.outcome, list(result.completed_nodes)
+            usage = dict(result.usage)
         except Exception as err:  # one branch's crash is that branch's failure
             outcome, completed = Outcome.fail(f"{type(err).__name__}: {err}"), []
         data = {
@@ -193,6 +197,7 @@ class _FanOut:
             "preferred_label": outcome.preferred_label,
             "completed_nodes": completed,
             "context_updates": dict(outcome.context_updates),
+            "usage": dict(usage),
         }
         self.results[target] = data
         durable = anyio.Event()
