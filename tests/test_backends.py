@@ -266,6 +266,21 @@ class TestFidelity:
         assert texts[-2] == "planned"
         assert texts[-1] == "Build it"
 
+    async def test_a_full_thread_passes_from_a_direct_stage_to_an_agent_stage(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        model = ScriptedModel([says("planned"), says("built")], name="anthropic")
+        dot = two_stages(
+            'backend="direct", thread_id="main"', 'thread_id="main"', 'default_fidelity="full"'
+        )
+        await Pipeline.load(
+            dot, store=store, backend=configured(model, tmp_path), logs_root=tmp_path
+        ).run()
+
+        texts = [m.text for m in model.requests[1].messages]
+        assert texts[-2:] == ["planned", "Build it"]
+        assert "Plan the work" in texts[1]
+
     async def test_truncate_carries_only_the_goal_and_run_id(
         self, tmp_path: Path, store: EmbeddedStore
     ) -> None:

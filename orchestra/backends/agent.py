@@ -257,13 +257,15 @@ class AgentBackend:
         workspace: Path | None = None,
         prices: Prices | None = None,
         max_model_calls: int = 50,
+        threads: Threads | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.workspace = workspace
         self.prices = prices if prices is not None else load_prices(config.prices)
         self.max_model_calls = max_model_calls
-        self.threads = Threads()
+        #: the conversations of full-fidelity threads (shared with a direct backend)
+        self.threads = threads if threads is not None else Threads()
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun

@@ -17,6 +17,7 @@ from pathlib import Path
 import attrs
 
 from orchestra.backends.base import CodergenBackend
+from orchestra.backends.threads import Threads
 from orchestra.config import BACKENDS, Backend, Config
 from orchestra.config.load import (
     PROVIDER_KEYS,
@@ -77,7 +78,11 @@ class ConfiguredBackend:
         self.default: Backend = _backend_name(chosen, "--backend")
         self.workspace = workspace
         self._client = client
+        self._owns_client = client is None
         self._backends: dict[str, CodergenBackend] = {}
+        #: one set of full-fidelity threads for the agent and direct backends: a thread
+        #: may pass from a direct stage to an agent stage and back
+        self._threads = Threads()
         if self.default in _LLM_BACKENDS and client is None:
             _require_key(self.default, settings)
 
@@ -115,10 +120,10 @@ class ConfiguredBackend:
         if name == "direct":
             from orchestra.backends.direct import DirectBackend
 
-            return DirectBackend(config, client)
+            return DirectBackend(config, client, threads=self._threads)
         from orchestra.backends.agent import AgentBackend
 
-        return AgentBackend(config, client, workspace=self.workspace)
+        return AgentBackend(config, client, workspace=self.workspace, threads=self._threads)
 
     def _llm_client(self, name: Backend) -> Client:
         if self._client is None:
@@ -129,9 +134,11 @@ class ConfiguredBackend:
         return self._client
 
     async def aclose(self) -> None:
-        """Close the LLM client's connections, if one was made."""
-        if self._client is not None:
-            await self._client.close()
+        """Close the LLM client this backend made (one given to it is the giver's to close)."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            self._backends.clear()  # they hold the closed client; a next run builds anew
+            await client.close()
 
 
 def _backend_name(value: str, where: str) -> Backend:

@@ -8,8 +8,6 @@ model again for the same execution.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from orchestra.backends.agent import (
     Spent,
     answer_outcome,
@@ -50,13 +48,12 @@ class DirectBackend:
         client: Client,
         *,
         prices: Prices | None = None,
-        workspace: Path | None = None,
+        threads: Threads | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.prices = prices if prices is not None else load_prices(config.prices)
-        self.workspace = workspace  # unused: a direct call touches no files
-        self.threads = Threads()
+        self.threads = threads if threads is not None else Threads()
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
