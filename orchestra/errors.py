@@ -14,7 +14,9 @@ a caller would naturally catch, so ``except ValueError`` still works for bad inp
     ├── ConfigError (ValueError)           an orchestra.yaml or .env mistake, with file:line and key
     ├── StoreError (OSError)               durable state that cannot be read or written
     │   └── ContextNotFound (LookupError)  a session or turn id the store does not have
-    └── RunDirectoryError (OSError)        a run directory file that cannot be written
+    ├── RunDirectoryError (OSError)        a run directory file that cannot be written
+    └── RepositoryError (OSError)          a workspace repository that cannot be used, or a
+                                           git operation on it that failed
 
 Every error renders as one line a person can act on, naming the file, line and column
 (or the node) it concerns; ``str(err)`` is that line.
@@ -36,6 +38,7 @@ __all__ = [
     "DotSyntaxError",
     "OrchestraError",
     "PipelineFileError",
+    "RepositoryError",
     "RunDirectoryError",
     "StoreError",
     "StylesheetSyntaxError",
@@ -177,3 +180,13 @@ class RunDirectoryError(OrchestraError, OSError):
     """A file of the run directory (``status.json``, ``checkpoint.json``) that cannot be
     written. The store still holds every checkpoint, so the run can be resumed once the
     directory is writable again."""
+
+
+class RepositoryError(OrchestraError, OSError):
+    """A repository of ``workspace.repos`` that cannot be used (not a git repository, no
+    commit to start from) or a git operation on it that failed; names the repository."""
+
+    def __init__(self, repo: str, problem: str) -> None:
+        super().__init__(f"workspace repo '{repo}': {problem}")
+        self.repo = repo
+        self.problem = problem

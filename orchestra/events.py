@@ -17,12 +17,15 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 __all__ = [
+    "AgentCommitCreated",
     "CheckpointSaved",
+    "CleanupCompleted",
     "Event",
     "EventBus",
     "InterviewCompleted",
     "InterviewStarted",
     "InterviewTimeout",
+    "MergeConflict",
     "ParallelBranchCompleted",
     "ParallelBranchStarted",
     "ParallelCompleted",
@@ -30,11 +33,16 @@ __all__ = [
     "PipelineCompleted",
     "PipelineFailed",
     "PipelineStarted",
+    "PushFailed",
+    "SessionBranchCreated",
+    "SessionBranchPushed",
     "StageActivity",
     "StageCompleted",
     "StageFailed",
     "StageRetrying",
     "StageStarted",
+    "WorktreeCreated",
+    "WorktreeMerged",
 ]
 
 
@@ -183,6 +191,87 @@ class InterviewTimeout(Event):
 @attrs.frozen(kw_only=True)
 class CheckpointSaved(Event):
     turn_id: int | None = None
+
+
+# git workspaces (orchestra.workspace) ----------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class SessionBranchCreated(Event):
+    """The session's branch in a repository, made from the repository's HEAD."""
+
+    repo: str
+    branch: str
+    sha: str
+
+
+@attrs.frozen(kw_only=True)
+class WorktreeCreated(Event):
+    """A worktree checked out for the session (``parallel_branch`` for a fan-out's)."""
+
+    repo: str
+    branch: str
+    path: str
+    parallel_branch: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AgentCommitCreated(Event):
+    """A commit of what an agent turn (or a stage) changed; ``branch`` is the parallel
+    branch it was made in, None on the session's own line."""
+
+    repo: str
+    sha: str
+    files: tuple[str, ...]
+    summary: str
+    branch: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WorktreeMerged(Event):
+    """A parallel branch merged into the line it was forked from, at the fan-in."""
+
+    repo: str
+    branch: str
+    sha: str
+    fast_forward: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class MergeConflict(Event):
+    """A parallel branch that could not be merged: its worktree is kept."""
+
+    repo: str
+    branch: str
+    files: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class SessionBranchPushed(Event):
+    repo: str
+    branch: str
+    remote: str
+    sha: str
+
+
+@attrs.frozen(kw_only=True)
+class PushFailed(Event):
+    """A push that failed: a warning, never a failed run."""
+
+    repo: str
+    branch: str
+    remote: str
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class CleanupCompleted(Event):
+    """What ``orchestra cleanup`` removed and kept."""
+
+    removed_worktrees: tuple[str, ...] = ()
+    removed_branches: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    dry_run: bool = False
 
 
 Listener = Callable[[Event], Awaitable[None] | None]

@@ -34,6 +34,7 @@ from orchestra.validation import Diagnostic, LintRule, Severity, validate
 if TYPE_CHECKING:
     from orchestra.backends.configured import ConfiguredBackend
     from orchestra.config import Config
+    from orchestra.workspace import SessionWorkspaces
 
 __all__ = [
     "Pipeline",
@@ -106,14 +107,23 @@ class Pipeline:
                 settings = Settings(config, settings.environ)
             self._configured = ConfiguredBackend(settings, default=backend)
             self.backend: CodergenBackend = self._configured
+            config = settings.config
         else:
             self.backend = backend
+            if config is None:
+                from orchestra.backends.configured import load_settings
+
+                config = load_settings(Path(graph.path) if graph.path else None).config
+        #: the configuration the run uses (its ``workspace.repos`` give the git worktrees)
+        self.config: Config = config
         self.interviewer = interviewer or AutoApproveInterviewer()
         self.handlers = handlers or default_registry()
         self.logs_root = Path(logs_root) if logs_root is not None else None
         self.sleep = sleep
         self.bus = EventBus()
         self.session_id: str | None = None
+        #: the git workspaces of the last run, when ``workspace.repos`` is configured
+        self.workspaces: SessionWorkspaces | None = None
 
     @classmethod
     def load(
@@ -173,6 +183,8 @@ class Pipeline:
             return await self._run(store, on_event)
 
     async def _run(self, store: Store, on_event: EventCallback | None) -> RunResult:
+        # A repository that cannot be used stops the run before a session is recorded.
+        workspaces = await self._open_workspaces(store)
         recorder = await SessionRecorder.start(
             store,
             pipeline=self.graph.name,
@@ -187,7 +199,26 @@ class Pipeline:
         self.session_id = recorder.session_id
         state = SessionState(session_id=recorder.session_id, variables=self.variables)
         logs_root = self.logs_root or default_logs_root(recorder.session_id)
-        return await self._execute(recorder, state, logs_root, on_event)
+        return await self._execute(recorder, state, logs_root, on_event, workspaces)
+
+    async def _open_workspaces(self, store: Store) -> SessionWorkspaces | None:
+        """The session's git workspaces when ``workspace.repos`` is configured: every
+        repository opened (or cloned) and checked, no worktree made yet."""
+        if not self.config.workspace.repos:
+            return None
+        from orchestra.workspace import CommitMessages, SessionWorkspaces
+
+        summarise = self._configured.commit_summariser() if self._configured else None
+        workspaces = SessionWorkspaces(
+            self.config.workspace.repos,
+            pipeline=self.graph.name,
+            directory=_worktrees_directory(store, self.config),
+            emit=self.bus.emit,
+            messages=CommitMessages(summarise),
+            tools=self.config.workspace.tools,
+        )
+        await workspaces.prepare()
+        return workspaces
 
     async def _execute(
         self,
@@ -195,9 +226,20 @@ class Pipeline:
         state: SessionState,
         logs_root: Path,
         on_event: EventCallback | None,
+        workspaces: SessionWorkspaces | None = None,
     ) -> RunResult:
         if on_event is not None:
             self.bus.subscribe(on_event)  # for this run only
+        try:
+            if workspaces is None:
+                workspaces = await self._open_workspaces(recorder.store)
+            if workspaces is not None:
+                await workspaces.start(recorder.session_id, state.workspace_heads)
+        except BaseException:
+            if on_event is not None:
+                self.bus.unsubscribe(on_event)
+            raise
+        self.workspaces = workspaces
         runner = Runner(
             self.graph,
             recorder=recorder,
@@ -209,9 +251,13 @@ class Pipeline:
             variables=self.variables,
             emit=self.bus.emit,
             sleep=self.sleep,
+            workspaces=workspaces,
         )
         try:
-            return await runner.run()
+            result = await runner.run()
+            if workspaces is not None:
+                await workspaces.close(result.status)
+            return result
         finally:
             if on_event is not None:
                 self.bus.unsubscribe(on_event)
@@ -354,6 +400,16 @@ class _How:
     force: bool
     on_event: EventCallback | None
     sleep: Callable[[float], Awaitable[None]]
+
+
+def _worktrees_directory(store: Store, config: Config) -> Path:
+    """``worktrees/`` beside the embedded store's database; for a CXDB store,
+    ``.orchestra/worktrees`` beside ``orchestra.yaml`` (or in the working directory)."""
+    location = store.location
+    if location and "://" not in location:
+        return Path(location).absolute().parent / "worktrees"
+    base = config.path.parent if config.path is not None else Path.cwd()
+    return base / ".orchestra" / "worktrees"
 
 
 @contextlib.asynccontextmanager

@@ -108,6 +108,7 @@ class TestLoading:
         for layer in LAYERS:
             write(tmp_path, "x: 1\n", layer)
         path = write(tmp_path, FULL_EXAMPLE)
+        (tmp_path / "../backend").mkdir(exist_ok=True)
 
         config = load_config(path, environ={})
 
@@ -174,9 +175,31 @@ class TestDefaults:
         assert load_config(path, environ={"OPENAI_API_KEY": "sk-test"}).backend == "simulation"
 
     def test_repo_defaults(self, tmp_path: Path) -> None:
-        """A repo needs only its path: branches under orchestra/, pushed on completion."""
+        """A repo needs only its path: branches under orchestra/, never pushed."""
+        (tmp_path / "app").mkdir()
         config = load_config(write(tmp_path, "workspace:\n  repos:\n    app:\n      path: app\n"))
-        assert config.workspace.repos["app"] == RepoConfig(path=tmp_path / "app")
+        assert config.workspace.repos["app"] == RepoConfig(path=tmp_path / "app", push="never")
+
+    def test_missing_repo_path_without_remote(self, tmp_path: Path) -> None:
+        """A repo path that does not exist, with no remote to clone from, names the key."""
+        err = mistake(tmp_path, "workspace:\n  repos:\n    app:\n      path: nowhere\n")
+        assert str(err).startswith(f"{tmp_path / 'orchestra.yaml'}:4: workspace.repos.app.path: ")
+        assert "does not exist" in str(err)
+        assert "workspace.repos.app.remote" in str(err)
+
+    def test_missing_repo_path_with_a_remote_is_cloned_later(self, tmp_path: Path) -> None:
+        """A missing path is fine when a remote says where to clone it from."""
+        text = "workspace:\n  repos:\n    app:\n      path: app\n      remote: ../up.git\n"
+        config = load_config(write(tmp_path, text + "      clone_depth: 1\n"))
+        assert config.workspace.repos["app"].remote == str(tmp_path / "../up.git")
+        assert config.workspace.repos["app"].clone_depth == 1
+
+    def test_repo_tools_need_a_known_repo(self, tmp_path: Path) -> None:
+        """workspace.tools names a configured repository, with a did-you-mean."""
+        (tmp_path / "app").mkdir()
+        text = "workspace:\n  repos:\n    app:\n      path: app\n  tools:\n    ap:\n"
+        err = mistake(tmp_path, text + "      run-tests: pytest\n")
+        assert "workspace.tools.ap: unknown repository 'ap'" in str(err)
 
 
 class TestFindConfig:
@@ -248,6 +271,7 @@ class TestMistakes:
 
     def test_bad_push_value(self, tmp_path: Path) -> None:
         """push takes one of its three policies."""
+        (tmp_path / "app").mkdir()
         err = mistake(
             tmp_path, "workspace:\n  repos:\n    app:\n      path: app\n      push: always\n"
         )

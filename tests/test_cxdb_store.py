@@ -305,7 +305,7 @@ class TestRegistry:
         assert content_hash(bundle_bytes()).hex()[:16] == BUNDLE_HASH
 
 
-BUNDLE_HASH = "310d7ddac0acad2d"
+BUNDLE_HASH = "c0c558d76be68591"
 
 
 class TestRuns:

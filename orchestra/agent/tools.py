@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,6 +51,7 @@ __all__ = [
     "glob",
     "grep",
     "read_file",
+    "repo_tool",
     "shell",
     "truncate_chars",
     "truncate_lines",
@@ -659,6 +660,36 @@ def _shell_definition(default_timeout: float) -> ToolDefinition:
 Executor = Callable[[Mapping[str, Any], Workspace], Awaitable[ToolOutput]]
 
 
+def repo_tool(name: str, command: str, cwd: Path, default_timeout: float, repo: str) -> Tool:
+    """A fixed shell command offered as a tool (``workspace.tools`` in ``orchestra.yaml``):
+    it runs in ``cwd``, a repository's worktree, by the ``shell`` tool's rules (process
+    group, timeout, output truncation). The model passes no command text, so none can be
+    injected."""
+    definition = ToolDefinition(
+        name,
+        f"Run `{command}` in the {repo} repository's worktree. Returns stdout, stderr, the "
+        "exit code and the duration.",
+        _schema(
+            {
+                "timeout_ms": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Kill the command after this many milliseconds "
+                    f"(default {round(default_timeout * 1000)}).",
+                }
+            },
+            (),
+        ),
+    )
+    where = Workspace(cwd)
+
+    async def run(arguments: Mapping[str, Any], workspace: Workspace) -> ToolOutput:
+        given = {**dict(arguments), "command": command}
+        return await shell(given, where, default_timeout=default_timeout)
+
+    return Tool(definition, run)
+
+
 @attrs.frozen
 class Tool:
     """A tool the model can call: what it is told (``definition``) and what runs."""
@@ -722,6 +753,7 @@ class Toolset:
         *,
         shell_timeout: float = DEFAULT_SHELL_TIMEOUT,
         hooks: ToolCallHooks | None = None,
+        extra: Sequence[Tool] = (),
     ) -> None:
         if not 0 < shell_timeout <= MAX_SHELL_TIMEOUT:
             raise ValueError(
@@ -734,7 +766,7 @@ class Toolset:
         async def run_shell(arguments: Mapping[str, Any], workspace: Workspace) -> ToolOutput:
             return await shell(arguments, workspace, default_timeout=shell_timeout)
 
-        tools = (*_FILE_TOOLS, Tool(_shell_definition(shell_timeout), run_shell))
+        tools = (*_FILE_TOOLS, Tool(_shell_definition(shell_timeout), run_shell), *extra)
         self._tools = {tool.name: tool for tool in tools}
 
     def definitions(self) -> tuple[ToolDefinition, ...]:

@@ -24,7 +24,7 @@ import attrs
 
 from orchestra.agent.hooks import TOOL_HOOKS_LOG, ToolCallHooks, hook_commands
 from orchestra.agent.session import AgentResult, AgentSession, ModelTurn, ToolTurn
-from orchestra.agent.tools import ToolOutput, Toolset, Workspace
+from orchestra.agent.tools import Tool, ToolOutput, Toolset, Workspace, repo_tool
 from orchestra.backends.threads import Opening, Threads
 from orchestra.config import Config, resolve_model
 from orchestra.engine.context import Context
@@ -158,14 +158,26 @@ def prepare_call(
 
 def node_workspace(node: Node, stage: StageRun, default: Path | None) -> Path:
     """Where a node's agent works: its ``workspace=`` (a relative path is taken from the
-    pipeline file's directory), else ``default``, else the working directory."""
+    pipeline file's directory), else ``default``, else the working directory. In a git
+    workspace the stage's worktree stands in: its root, a repository's worktree for
+    ``workspace=`` naming the repository (or its path, or a path inside it)."""
     given = str(node.attrs.get("workspace") or "").strip()
+    worktrees = stage.workspace
     if not given:
+        if worktrees is not None:
+            return worktrees.root
         return (default or Path.cwd()).resolve()
+    if worktrees is not None and given in worktrees.worktrees:
+        return worktrees.worktrees[given]
     path = Path(given).expanduser()
     if not path.is_absolute() and stage.graph is not None and stage.graph.path:
         path = Path(stage.graph.path).parent / path
-    return path.resolve()
+    path = path.resolve()
+    if worktrees is not None:
+        located = worktrees.locate(path)
+        if located is not None:
+            return located
+    return path
 
 
 def outcome_for_error(err: LLMError, call: PreparedCall) -> Outcome:
@@ -280,7 +292,13 @@ class AgentBackend:
             reasoning_effort=call.reasoning_effort,
             max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
         )
-        recorder = _Recorder(stage, session, node.id)
+        recorder = _Recorder(
+            stage,
+            session,
+            node.id,
+            session.toolset.workspace.root,
+            f"{call.provider}/{call.model}",
+        )
         history, known, earlier = recorder.recorded()
         opening = self.threads.opening(node, call.user, context, stage)
         session.on_turn = recorder.turn
@@ -316,7 +334,15 @@ class AgentBackend:
                 stage_dir=stage.stage_dir,
                 log_path=stage.stage_dir / TOOL_HOOKS_LOG,
             )
-        return Toolset(Workspace(root), shell_timeout=timeout, hooks=hooks)
+        extra: list[Tool] = []
+        if stage.workspace is not None:
+            worktrees = stage.workspace.worktrees
+            for repo, offered in stage.workspace.tools.items():
+                for name, command in offered.items():
+                    extra.append(
+                        repo_tool(f"{repo}__{name}", command, worktrees[repo], timeout, repo)
+                    )
+        return Toolset(Workspace(root), shell_timeout=timeout, hooks=hooks, extra=extra)
 
     def _outcome(
         self, node: Node, result: AgentResult, call: PreparedCall, spent: Spent
@@ -338,10 +364,15 @@ class _Recorder:
     """Keeps the conversation durable: every message the session adds, the usage of every
     model call, and every tool output as it completes, for this execution of the node."""
 
-    def __init__(self, stage: StageRun, session: AgentSession, node_id: str) -> None:
+    def __init__(
+        self, stage: StageRun, session: AgentSession, node_id: str, root: Path, model: str
+    ) -> None:
         self.stage = stage
         self.node_id = node_id
         self.session = session
+        #: the agent's workspace root, and its model for commits' authors
+        self.root = root
+        self.model = model
         self.prefix = f"{stage.execution}:"
         self.saved = 0
 
@@ -378,6 +409,9 @@ class _Recorder:
         record = self.stage.record
         if isinstance(turn, ToolTurn):
             output = turn.output
+            # Committed before the call is recorded: the commit's head goes into the same
+            # turn, so a resume never holds a recorded call whose files are not committed.
+            await self._commit(turn)
             if record is not None:
                 entry = {
                     "name": turn.call.name,
@@ -399,6 +433,24 @@ class _Recorder:
             usage = usage_to_data(turn.response.usage)
             await record(_USAGE, {f"{self.prefix}{len(self.session.history):05d}": usage})
         await self.flush()
+
+    async def _commit(self, turn: ToolTurn) -> None:
+        workspace = self.stage.workspace
+        if workspace is None:
+            return
+        runs_commands = turn.call.name == "shell" or "__" in turn.call.name
+        if not turn.output.files_written and not runs_commands:
+            return
+        paths = [
+            _relative_to(self.root / written, workspace.root)
+            for written in turn.output.files_written
+        ]
+        await workspace.commit(
+            [p for p in paths if p is not None],
+            model=self.model,
+            turn=f"{self.stage.execution}.{turn.index}",
+            untracked=runs_commands,
+        )
 
     async def flush(self) -> None:
         """Record the messages added since the last flush."""
@@ -453,6 +505,13 @@ def describe_record(kind: str, entries: Mapping[str, Any]) -> str | None:
     if kind == _USAGE:
         return None
     return f"{kind} ({len(entries)})"
+
+
+def _relative_to(path: Path, root: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def _int(value: Any, default: int) -> int:

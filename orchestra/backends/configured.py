@@ -11,7 +11,7 @@ LLM client serves them all; ``aclose()`` closes it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -132,6 +132,33 @@ class ConfiguredBackend:
 
             self._client = client_from_config(self.settings.config, self.settings.environ)
         return self._client
+
+    def commit_summariser(self) -> Callable[[str, str], Awaitable[str]] | None:
+        """A call to the ``cheap`` tier for commit messages (``orchestra.workspace``); None
+        on a simulated run, without a cheap tier or without the provider's key."""
+        from orchestra.config import resolve_model
+
+        if self.default not in _LLM_BACKENDS:
+            return None
+        try:
+            resolved = resolve_model("cheap", None, None, self.settings.config)
+            _require_key("direct", self.settings)
+        except ConfigError:
+            return None
+
+        async def summarise(system: str, user: str) -> str:
+            from orchestra.llm.types import Message, Request
+
+            request = Request(
+                model=resolved.model,
+                provider=resolved.provider,
+                messages=(Message.system(system), Message.user(user)),
+                max_tokens=400,
+            )
+            response = await self._llm_client("direct").complete(request)
+            return response.text
+
+        return summarise
 
     async def aclose(self) -> None:
         """Close the LLM client this backend made (one given to it is the giver's to close)."""

@@ -3,9 +3,15 @@
 ``sim_outcomes="fail,retry,success"`` on a node gives the outcome of each execution of that
 node in turn (the last one repeats), so retries, goal gates and failure routing can be
 exercised without a model. An entry may carry a preferred label: ``success:Approve``.
+
+In a git workspace (``workspace.repos``), a simulated stage writes one deterministic file,
+``simulated/NODE.md`` in the first repository's worktree, holding its prompt: a dry run
+then makes the commits a real one would, on the session branch only.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from orchestra.engine.context import Context
 from orchestra.graph import Node
@@ -23,6 +29,8 @@ class SimulationBackend:
     ) -> str | Outcome:
         script = str(node.attrs.get("sim_outcomes", "")).strip()
         response = f"[Simulated] Response for stage: {node.id}"
+        if stage.workspace is not None and stage.workspace.worktrees:
+            _write_simulated_file(next(iter(stage.workspace.worktrees.values())), node, prompt)
         if not script:
             return response
         entries = [entry.strip() for entry in script.split(",") if entry.strip()]
@@ -39,3 +47,13 @@ class SimulationBackend:
             failure_reason=f"simulated {status.value}" if not status.is_success else "",
             context_updates={"last_stage": node.id, "last_response": response},
         )
+
+
+def _write_simulated_file(worktree: Path, node: Node, prompt: str) -> None:
+    target = worktree / "simulated" / f"{node.id}.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        f"# {node.id}\n\nWritten by the simulation backend in place of an agent's work.\n\n"
+        f"## Prompt\n\n{prompt.strip()}\n",
+        encoding="utf-8",
+    )

@@ -21,7 +21,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from orchestra.config.converter import CONVERTER, KeyPath, problems, unknown_choice
-from orchestra.config.model import TIERS, Backend, Config
+from orchestra.config.model import TIERS, Backend, Config, RepoConfig
 from orchestra.config.models import misspelt_tier
 from orchestra.errors import ConfigError
 
@@ -264,10 +264,7 @@ def _finish(config: Config, base: Path) -> tuple[Config, list[tuple[KeyPath, str
             task=_file((*key, "task"), agent.task, base, found),
         )
 
-    repos = {
-        name: attrs.evolve(repo, path=_absolute(repo.path, base))
-        for name, repo in config.workspace.repos.items()
-    }
+    repos = _repos(config, base, found)
     prices = config.prices
     if isinstance(prices, Path):
         prices = _file(("prices",), prices, base, found)
@@ -279,6 +276,69 @@ def _finish(config: Config, base: Path) -> tuple[Config, list[tuple[KeyPath, str
         prices=prices,
     )
     return resolved, found
+
+
+_REPO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: ``git@host:owner/repo.git``, a URL though it has no ``://``
+_SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:")
+
+
+def _repos(config: Config, base: Path, found: list[tuple[KeyPath, str]]) -> dict[str, RepoConfig]:
+    """``workspace.repos`` with absolute paths; mistakes (a name that cannot be a tool
+    prefix, a missing path with nowhere to clone it from, tools of an unknown repository)
+    go to ``found``."""
+    repos: dict[str, RepoConfig] = {}
+    for name, repo in config.workspace.repos.items():
+        key = ("workspace", "repos", name)
+        if not _REPO_NAME.fullmatch(name) or "__" in name:
+            found.append(
+                (
+                    key,
+                    "a repository name is letters, digits, '.', '_' and '-' "
+                    "(no '__'): it names the repository's tools, REPO__TOOL",
+                )
+            )
+        path = _absolute(repo.path, base)
+        if not path.exists() and not repo.remote:
+            found.append(
+                (
+                    (*key, "path"),
+                    f"{path} does not exist; fix the path, or set "
+                    f"workspace.repos.{name}.remote to clone it from",
+                )
+            )
+        if repo.clone_depth is not None and repo.clone_depth < 1:
+            found.append(((*key, "clone_depth"), "expected a number of commits, 1 or more"))
+        if not repo.branch_prefix.strip() or any(c in repo.branch_prefix for c in " ~^:?*[\\"):
+            found.append(
+                (
+                    (*key, "branch_prefix"),
+                    "expected a git branch name prefix such as "
+                    "'orchestra/' (no spaces or ~^:?*[\\)",
+                )
+            )
+        remote = repo.remote
+        if remote and "://" not in remote and not _SCP_LIKE.match(remote) and "/" in remote:
+            remote = str(_absolute(Path(remote), base))  # a path, relative to this file
+        repos[name] = attrs.evolve(repo, path=path, remote=remote)
+    for name, tools in config.workspace.tools.items():
+        if name not in repos:
+            found.append(
+                (
+                    ("workspace", "tools", name),
+                    unknown_choice(name, "repository", "repositories", list(repos)),
+                )
+            )
+        for tool in tools:
+            if not _TOOL_NAME.fullmatch(tool):
+                found.append(
+                    (
+                        ("workspace", "tools", name, tool),
+                        "a tool name is letters, digits, '_' and '-'",
+                    )
+                )
+    return repos
 
 
 def _file(

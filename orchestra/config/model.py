@@ -104,16 +104,24 @@ class CxdbConfig:
 
 @attrs.frozen
 class RepoConfig:
-    """A repository agents work in: session branches are named ``branch_prefix`` + session."""
+    """A repository agents work in, on session branches named ``branch_prefix`` + graph id
+    + ``/`` + session id. ``remote`` (a remote's name or a URL) is where ``push`` sends the
+    branch, and where a missing ``path`` is cloned from (``clone_depth`` commits deep)."""
 
     path: Path
     branch_prefix: str = "orchestra/"
-    push: PushPolicy = "on_completion"
+    push: PushPolicy = "never"
+    remote: str | None = None
+    clone_depth: int | None = None
 
 
 @attrs.frozen
 class WorkspaceConfig:
+    """``repos`` by name; ``tools`` by repository name, then tool name: shell commands
+    offered to agents as the tool ``REPO__NAME``, run in that repository's worktree."""
+
     repos: Mapping[str, RepoConfig] = attrs.field(factory=dict)
+    tools: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -35,7 +35,7 @@ from orchestra.events import (
     StageStarted,
 )
 from orchestra.graph import Edge, Graph, Node
-from orchestra.handlers.base import BranchResult, Handler, StageRun, TerminalError
+from orchestra.handlers.base import BranchResult, Handler, StageRun, TerminalError, Workspaces
 from orchestra.handlers.registry import HandlerRegistry
 from orchestra.interviewer.base import Interviewer
 from orchestra.outcome import Outcome, StageStatus
@@ -85,8 +85,10 @@ class Runner:
         variables: Mapping[str, str],
         emit: Callable[[Event], Awaitable[None]],
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        workspaces: Workspaces | None = None,
     ) -> None:
         self.graph = graph
+        self.workspaces = workspaces
         self.recorder = recorder
         self.state = state
         self.handlers = handlers
@@ -301,6 +303,12 @@ class Runner:
                 resumed=resumed,
                 completed_nodes=self.state.completed_nodes,
                 node_outcomes=self.state.node_outcomes,
+                workspaces=self.workspaces,
+                workspace=(
+                    self.workspaces.for_stage(node.id, branch)
+                    if self.workspaces is not None
+                    else None
+                ),
             )
             terminal = False
             result: Outcome | None
@@ -421,7 +429,7 @@ class Runner:
 
     def _recorder_for(self, node_id: str) -> Callable[[str, Mapping[str, Any]], Awaitable[None]]:
         async def record(kind: str, entries: Mapping[str, Any]) -> None:
-            await self.recorder.record(node_id, kind, entries)
+            await self.recorder.record(node_id, kind, entries, workspace=self._moved_heads())
             self.state.recorded.setdefault(node_id, {}).setdefault(kind, {}).update(entries)
 
         return record
@@ -483,6 +491,7 @@ class Runner:
             executions={node.id: self.state.executions.get(node.id, 0)},
             next_node=next_node,
             restarts=self.state.restarts,
+            workspace=self._moved_heads(),
         )
         self.state.checkpoints.append((turn.turn_id, node.id, turn.created_at_ms))
         self._write_checkpoint_file()
@@ -490,6 +499,17 @@ class Runner:
         await self.emit(
             CheckpointSaved(session_id=self.session_id, node_id=node.id, turn_id=turn.turn_id)
         )
+        if self.workspaces is not None:
+            await self.workspaces.checkpointed()
+
+    def _moved_heads(self) -> Mapping[str, str] | None:
+        """The worktree heads that moved since the last turn, recorded with the next one so
+        that a resume puts the worktrees back exactly where the store says they were."""
+        if self.workspaces is None:
+            return None
+        moved = self.workspaces.take_changes()
+        self.state.workspace_heads.update(moved)
+        return moved
 
     async def _restart(self, edge: Edge) -> None:
         """DESIGN §4.7: same process, fresh context (graph.* and run variables kept), fresh

@@ -68,8 +68,10 @@ SCHEMAS: Mapping[str, tuple[str, ...]] = {
         # out of "outcome" because "context_set" holds the same value (it usually does: a
         # 1 KB update would otherwise be stored twice in every checkpoint).
         "update_keys",
+        # git workspace heads that moved since the last turn ({"app": sha, "app@b": sha})
+        "workspace",
     ),
-    RECORDED: ("node_id", "kind", "entries", "time_ms"),
+    RECORDED: ("node_id", "kind", "entries", "time_ms", "workspace"),
     SESSION_ENDED: ("status", "reason", "time_ms"),
 }
 _VERSION = 1
@@ -189,6 +191,8 @@ class SessionState:
     checkpoints: list[tuple[int, str, int]] = attrs.Factory(list)
     #: what LLM stages spent, per node, over every execution (``orchestra.engine.usage``)
     usage: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    #: the git worktrees' heads as of the last turn that moved one (``orchestra.workspace``)
+    workspace_heads: dict[str, str] = attrs.Factory(dict)
     #: (turn id, node id, kind, entries) of what handlers recorded inside nodes, oldest
     #: first: the turns ``resume --turn`` can continue from
     records: list[tuple[int, str, str, Mapping[str, Any]]] = attrs.Factory(list)
@@ -204,6 +208,8 @@ class SessionState:
         # carry none) or be when the turn was copied (export), not when it happened.
         when = fields.get("time_ms") or fields.get("started_ms") or turn.created_at_ms
         self.updated_ms = max(self.updated_ms, int(when or 0))
+        if fields.get("workspace"):  # a checkpoint or a recorded turn moved a worktree
+            self.workspace_heads.update(fields["workspace"])
         if turn.type_id == SESSION_STARTED:
             for name in ("pipeline", "dot_path", "dot_hash", "goal", "logs_root", "host"):
                 setattr(self, name, str(fields.get(name) or ""))
@@ -380,6 +386,7 @@ class SessionRecorder:
         next_node: str,
         restarts: int = 0,
         reset: bool = False,
+        workspace: Mapping[str, str] | None = None,
     ) -> TurnRecord:
         outcome, update_keys = _outcome_without_set_values(outcome, context_set)
         return await self._append(
@@ -397,14 +404,29 @@ class SessionRecorder:
                 "restarts": restarts or None,
                 "reset": reset or None,
                 "time_ms": _now_ms(),
+                "workspace": dict(workspace) if workspace else None,
             },
         )
 
-    async def record(self, node_id: str, kind: str, entries: Mapping[str, Any]) -> None:
-        """Keep what a handler must not redo after a crash: answers, finished branches."""
+    async def record(
+        self,
+        node_id: str,
+        kind: str,
+        entries: Mapping[str, Any],
+        *,
+        workspace: Mapping[str, str] | None = None,
+    ) -> None:
+        """Keep what a handler must not redo after a crash: answers, finished branches;
+        with the worktree heads that moved since the last turn, durable together."""
         await self._append(
             RECORDED,
-            {"node_id": node_id, "kind": kind, "entries": dict(entries), "time_ms": _now_ms()},
+            {
+                "node_id": node_id,
+                "kind": kind,
+                "entries": dict(entries),
+                "time_ms": _now_ms(),
+                "workspace": dict(workspace) if workspace else None,
+            },
         )
 
     async def ended(self, status: str, reason: str = "") -> None:

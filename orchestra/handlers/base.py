@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from orchestra.handlers.registry import HandlerRegistry
     from orchestra.interviewer.base import Interviewer
 
-__all__ = ["BranchResult", "BranchRunner", "Handler", "StageRun", "TerminalError"]
+__all__ = [
+    "BranchResult",
+    "BranchRunner",
+    "Handler",
+    "StageRun",
+    "StageWorkspace",
+    "TerminalError",
+    "Workspaces",
+]
 
 
 class TerminalError(Exception):
@@ -42,6 +50,74 @@ class BranchResult:
     #: the ``usage.NODE.*`` keys its LLM stages wrote, all of them (a branch's context is
     #: its own, and its last outcome holds only its last node's)
     usage: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class StageWorkspace(Protocol):
+    """The git worktree a stage works in (``orchestra.workspace`` provides it when
+    ``workspace.repos`` is configured): one repository's worktree, or a directory holding
+    one worktree per repository."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def worktrees(self) -> Mapping[str, Path]:
+        """Each repository's worktree for this stage, by repository name."""
+        ...
+
+    @property
+    def tools(self) -> Mapping[str, Mapping[str, str]]:
+        """``workspace.tools``: per repository, tool name -> shell command."""
+        ...
+
+    def locate(self, given: Path) -> Path | None:
+        """Where ``given`` (a configured repository's path, or a path inside it) is in this
+        stage's worktrees; None when it is in none of the repositories."""
+        ...
+
+    async def commit(
+        self,
+        paths: Sequence[str] | None,
+        *,
+        model: str = "",
+        turn: str = "",
+        untracked: bool = False,
+        summary: str = "",
+    ) -> None:
+        """Commit ``paths`` (relative to ``root``), or with None every change to tracked
+        files (and, with ``untracked``, new files ``.gitignore`` does not exclude).
+        ``summary`` is the message's first line; without it one is written from the diff."""
+        ...
+
+
+class Workspaces(Protocol):
+    """A session's worktrees, as the engine and the parallel handlers use them."""
+
+    def for_stage(self, node_id: str, branch: str | None) -> StageWorkspace: ...
+
+    async def fork(
+        self, node_id: str, parent: str | None, branches: Sequence[str], keep: Sequence[str]
+    ) -> None:
+        """Give each parallel branch a worktree of its own from ``parent``'s head (None: the
+        session's), except the ``keep`` ones, finished before a resume, left as they are."""
+        ...
+
+    def heads_of(self, branch: str | None) -> Mapping[str, str]: ...
+
+    async def merge(
+        self, node_id: str, into: str | None, branches: Sequence[str]
+    ) -> Mapping[str, Mapping[str, str]]:
+        """Merge the branches' worktrees into ``into``'s in the order given; returns the
+        conflicts (repository -> file -> text with conflict markers), {} when none."""
+        ...
+
+    def take_changes(self) -> Mapping[str, str]:
+        """The worktree heads that moved since the last call, to record with the next turn."""
+        ...
+
+    async def checkpointed(self) -> None:
+        """Called after each checkpoint (pushes a moved branch when configured to)."""
+        ...
 
 
 #: Runs the branch that starts at a node, on its own context, named ``branch``.
@@ -86,6 +162,9 @@ class StageRun:
     #: the engine's own records, to read and not to change
     completed_nodes: Sequence[str] = ()
     node_outcomes: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: the session's git worktrees, and this stage's, when ``workspace.repos`` is configured
+    workspaces: Workspaces | None = None
+    workspace: StageWorkspace | None = None
 
 
 @runtime_checkable

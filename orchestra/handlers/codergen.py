@@ -1,7 +1,9 @@
 """The codergen handler (spec §4.5): render the prompt, ask the backend, keep the record.
 
 Writes ``prompt.md`` and ``response.md`` in the stage directory (the engine writes
-``status.json`` for every stage).
+``status.json`` for every stage). In a git workspace, whatever the stage changed and its
+backend did not commit turn by turn (a CLI agent, a simulated stage) is committed when it
+ends.
 """
 
 from __future__ import annotations
@@ -45,4 +47,7 @@ class CodergenHandler:
                 },
             )
         (stage.stage_dir / "response.md").write_text(response, encoding="utf-8")
+        if stage.workspace is not None:
+            model = str(result.context_updates.get(f"usage.{node.id}.model", ""))
+            await stage.workspace.commit(None, model=model, turn="end", untracked=True)
         return result

@@ -6,6 +6,11 @@ until they reach a fan-in node. A branch that fails or raises never disturbs its
 ``first_success`` cancels the others once one succeeds. Every finished branch is recorded,
 so after a crash only the unfinished branches run again. The results go to
 ``parallel.results``; the run continues at the fan-in node the branches lead to.
+
+In a git workspace each branch works in a worktree of its own, forked from the line the
+parallel node is on; the fan-in merges the branches that succeeded back into it in branch-id
+order. A conflict changes nothing on that line: the fan-in is PARTIAL_SUCCESS with the
+conflicts in ``parallel.merge_conflicts``, for the graph to route (to a resolver, say).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -73,6 +79,8 @@ class ParallelHandler:
             for target, data in recorded.items()
             if target in branches and data.get("execution") == stage.execution
         }
+        if stage.workspaces is not None:
+            await stage.workspaces.fork(node.id, stage.branch, branches, keep=list(results))
         started = time.monotonic()
         await stage.emit(
             ParallelStarted(
@@ -199,6 +207,8 @@ class _FanOut:
             "context_updates": dict(outcome.context_updates),
             "usage": dict(usage),
         }
+        if stage.workspaces is not None:
+            data["workspace"] = dict(stage.workspaces.heads_of(target))
         self.results[target] = data
         durable = anyio.Event()
         finished.send_nowait((target, data, durable))
@@ -241,7 +251,8 @@ async def _keep_results(finished: MemoryObjectReceiveStream[_Finished], stage: S
 
 
 class FanInHandler:
-    """Picks the best branch: by outcome (success first), then by branch id (§4.9)."""
+    """Picks the best branch: by outcome (success first), then by branch id (§4.9); in a
+    git workspace, first merges the branches that succeeded."""
 
     async def execute(self, node: Node, context: Context, graph: Graph, stage: StageRun) -> Outcome:
         results = context.get("parallel.results") or []
@@ -250,6 +261,12 @@ class FanInHandler:
                 "no parallel results to consolidate: the fan-in was reached "
                 "without a parallel node before it"
             )
+        conflicts: Mapping[str, Mapping[str, str]] = {}
+        if stage.workspaces is not None:
+            merged = sorted(
+                str(r["id"]) for r in results if r.get("outcome") in ("success", "partial_success")
+            )
+            conflicts = await stage.workspaces.merge(node.id, stage.branch, merged)
         best = min(results, key=lambda r: (_RANK.get(str(r.get("outcome")), 9), str(r["id"])))
         if best.get("outcome") == "fail":
             return Outcome.fail(
@@ -259,10 +276,19 @@ class FanInHandler:
                     "parallel.fan_in.best_outcome": "fail",
                 },
             )
-        return Outcome.success(
-            f"selected best candidate: {best['id']}",
-            context_updates={
-                "parallel.fan_in.best_id": best["id"],
-                "parallel.fan_in.best_outcome": best["outcome"],
-            },
-        )
+        updates = {
+            "parallel.fan_in.best_id": best["id"],
+            "parallel.fan_in.best_outcome": best["outcome"],
+        }
+        if conflicts:
+            files = sum(len(found) for found in conflicts.values())
+            return Outcome(
+                StageStatus.PARTIAL_SUCCESS,
+                notes=f"merge conflicts in {files} file(s); the conflicting branches' "
+                "worktrees are kept",
+                context_updates={
+                    **updates,
+                    "parallel.merge_conflicts": {k: dict(v) for k, v in conflicts.items()},
+                },
+            )
+        return Outcome.success(f"selected best candidate: {best['id']}", context_updates=updates)

@@ -5,7 +5,9 @@ The command is rendered with Jinja2 (every substituted value shell-quoted), runs
 go to ``tool_output.txt``; stdout also becomes ``context["tool.output"]``. Exit status 0 is
 SUCCESS, anything else FAIL. A tool may decide its own outcome by writing
 ``$ATTRACTOR_STAGE_DIR/status.json``. On timeout or cancellation the whole process group is
-killed, so no grandchild outlives the node.
+killed, so no grandchild outlives the node. It runs in ``$ATTRACTOR_WORKSPACE``: the
+session's worktree in a git workspace (the tracked files it changed are then committed once,
+the message naming the node and command), else the working directory.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ class ToolHandler:
         stage.stage_dir.mkdir(parents=True, exist_ok=True)
         status_file = stage.stage_dir / "status.json"
         status_file.unlink(missing_ok=True)
+        cwd = stage.workspace.root if stage.workspace is not None else Path.cwd()
         env = {
             **os.environ,
+            "ATTRACTOR_WORKSPACE": str(cwd),
             "ATTRACTOR_STAGE_DIR": str(stage.stage_dir.resolve()),
             "ATTRACTOR_NODE_ID": node.id,
             "ATTRACTOR_LOGS_ROOT": str(stage.logs_root.resolve()),
@@ -63,13 +67,21 @@ class ToolHandler:
         stderr = bytearray()
         try:
             finished = await run_in_group(
-                ["/bin/sh", "-c", command], env=env, stdout=stdout.extend, stderr=stderr.extend
+                ["/bin/sh", "-c", command],
+                cwd=cwd,
+                env=env,
+                stdout=stdout.extend,
+                stderr=stderr.extend,
             )
         except BaseException:
             _write_output(output_path, command, stdout, stderr, None)
             raise
         code = finished.returncode
         _write_output(output_path, command, stdout, stderr, code)
+        if stage.workspace is not None:  # one commit of the tracked files it changed
+            shown = " ".join(command.split())
+            summary = f"chore({node.id}): {shown[:60] + '…' if len(shown) > 61 else shown}"
+            await stage.workspace.commit(None, turn="end", summary=summary)
         out_text = stdout.decode("utf-8", errors="replace")
         written = read_status_file(status_file)
         if written is not None:

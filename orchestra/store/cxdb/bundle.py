@@ -16,7 +16,7 @@ from orchestra.engine.session import SCHEMAS
 
 __all__ = ["BUNDLE_ID", "bundle_bytes", "bundle_json"]
 
-BUNDLE_ID = "orchestra-v1"
+BUNDLE_ID = "orchestra-v2"
 
 #: field types where the generic renderer would be wrong: times render as RFC 3339, small
 #: counts as JSON numbers (u64 and generic ints render as strings), flags as booleans
@@ -30,7 +30,16 @@ _TYPES: Mapping[str, str] = {
     "update_keys": "array",
 }
 _MAPS = frozenset(
-    {"variables", "outcome", "context_set", "retries", "visits", "executions", "entries"}
+    {
+        "variables",
+        "outcome",
+        "context_set",
+        "retries",
+        "visits",
+        "executions",
+        "entries",
+        "workspace",
+    }
 )
 
 

@@ -1,0 +1,11 @@
+"""Git workspaces (DESIGN §7), through dulwich: every session works on its own branch in its
+own worktree, every agent turn that writes files is a commit, parallel branches get
+worktrees of their own and are merged at the fan-in. The user's checkout is never touched.
+"""
+
+from orchestra.workspace.messages import CommitMessages as CommitMessages
+from orchestra.workspace.session import SessionWorkspaces as SessionWorkspaces
+from orchestra.workspace.session import StageWorktrees as StageWorktrees
+from orchestra.workspace.session import branch_name as branch_name
+
+__all__ = ["CommitMessages", "SessionWorkspaces", "StageWorktrees", "branch_name"]

@@ -1,0 +1,423 @@
+"""Git through dulwich: what the workspace layer does to a repository, as plain functions.
+
+The user's checkout is only ever read: a session's worktrees share the repository's objects
+and refs (that is what a git worktree is), but the user's HEAD, index and files are never
+written. Every function here is synchronous and may take a while on a large repository, so
+callers run them in a worker thread. Failures are ``RepositoryError``s naming the repo.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+from dulwich.errors import NotGitRepository
+from dulwich.graph import find_merge_base
+from dulwich.ignore import IgnoreFilterManager
+from dulwich.index import get_unstaged_changes
+from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+if TYPE_CHECKING:
+    from dulwich.diff_tree import TreeChange
+
+from orchestra.errors import RepositoryError
+
+__all__ = [
+    "AUTHOR_EMAIL",
+    "Change",
+    "MergeResult",
+    "add_worktree",
+    "branch_exists",
+    "changed_paths",
+    "clear_stale_locks",
+    "clone",
+    "commit_paths",
+    "delete_branch",
+    "describe_head",
+    "ensure_branch",
+    "exclude",
+    "finish_commit",
+    "has_local_changes",
+    "head_sha",
+    "merge_into",
+    "open_repository",
+    "prepare_commit",
+    "push",
+    "remove_worktree",
+    "reset_hard",
+    "start_commit",
+]
+
+AUTHOR_EMAIL = "orchestra@localhost"
+_HEAD = Ref(b"HEAD")
+
+
+def open_repository(name: str, path: Path) -> Repo:
+    """The repository at ``path``; an error that says what to do when there is none."""
+    if not path.exists():
+        raise RepositoryError(name, f"{path} does not exist")
+    try:
+        return Repo(str(path))
+    except NotGitRepository:
+        raise RepositoryError(
+            name,
+            f"{path} is not a git repository; run `git init` there (and commit), or fix "
+            f"workspace.repos.{name}.path",
+        ) from None
+
+
+def start_commit(name: str, repo: Repo) -> bytes:
+    """The commit a session starts from: the repository's HEAD, attached or detached."""
+    try:
+        return repo.refs[_HEAD]
+    except KeyError:
+        branch = _symbolic_head(repo) or b"HEAD"
+        raise RepositoryError(
+            name,
+            f"{repo.path} has no commits yet (branch '{_short_ref(branch)}' is unborn), so "
+            f"there is nothing to start a session branch from; make a first commit, e.g. "
+            f"`git -C '{repo.path}' commit --allow-empty -m init`",
+        ) from None
+
+
+def describe_head(repo: Repo) -> str:
+    """``branch main``, or ``detached HEAD at 1a2b3c4``."""
+    branch = _symbolic_head(repo)
+    if branch is not None:
+        return f"branch {_short_ref(branch)}"
+    return f"detached HEAD at {repo.refs[_HEAD].decode()[:7]}"
+
+
+def has_local_changes(repo: Repo) -> bool:
+    """Whether the user's checkout has uncommitted changes to tracked files (read only: the
+    user's index is not refreshed or written)."""
+    if repo.bare:
+        return False
+    index = repo.open_index()
+    if any(True for _ in get_unstaged_changes(index, repo.path)):
+        return True
+    head = repo[repo.refs[_HEAD]]
+    assert isinstance(head, Commit)
+    return bool(index.commit(repo.object_store) != head.tree)
+
+
+def exclude(repo: Repo, directory: Path) -> None:
+    """Keep ``directory`` (Orchestra's worktrees) out of the user's ``git status`` when it
+    lies inside their checkout, through ``.git/info/exclude``, which is not a tracked file."""
+    if repo.bare:
+        return
+    root = Path(repo.path).resolve()
+    target = directory.resolve()
+    if root not in target.parents:
+        return
+    pattern = "/" + target.relative_to(root).as_posix() + "/"
+    exclude_file = Path(repo.controldir()) / "info" / "exclude"
+    existing = exclude_file.read_text(encoding="utf-8") if exclude_file.is_file() else ""
+    if pattern in existing.splitlines():
+        return
+    exclude_file.parent.mkdir(parents=True, exist_ok=True)
+    separator = "" if not existing or existing.endswith("\n") else "\n"
+    exclude_file.write_text(f"{existing}{separator}{pattern}\n", encoding="utf-8")
+
+
+def branch_exists(repo: Repo, ref: bytes) -> bool:
+    return Ref(ref) in repo.refs
+
+
+def ensure_branch(repo: Repo, ref: bytes, sha: bytes) -> bool:
+    """Create ``ref`` at ``sha`` unless it exists; True when it was created."""
+    return bool(repo.refs.add_if_new(Ref(ref), ObjectID(sha)))
+
+
+def delete_branch(repo: Repo, ref: bytes) -> None:
+    repo.refs.remove_if_equals(Ref(ref), None)
+
+
+def head_sha(repo: Repo, ref: bytes) -> bytes:
+    return bytes(repo.refs[Ref(ref)])
+
+
+def add_worktree(repo: Repo, path: Path, ref: bytes, identifier: str) -> Repo:
+    """A worktree at ``path`` with ``ref`` checked out; an existing one is reused as it is.
+
+    ``identifier`` names the worktree's control directory in the repository
+    (``.git/worktrees/IDENTIFIER``): it must be unique, which the directory's base name,
+    dulwich's default, is not when every session has an ``app/`` worktree."""
+    if (path / ".git").is_file():
+        try:
+            existing = Repo(str(path))
+        except NotGitRepository:
+            existing = None
+        if existing is not None and _symbolic_head(existing) == ref:
+            return existing
+    if path.exists():
+        shutil.rmtree(path)
+    control = Path(repo.controldir()) / "worktrees" / identifier
+    if control.exists():
+        shutil.rmtree(control)
+    path.mkdir(parents=True)
+    worktree = Repo._init_new_working_directory(str(path), repo, identifier=identifier)
+    worktree.refs.set_symbolic_ref(_HEAD, Ref(ref))
+    worktree.get_worktree().reset_index()
+    return worktree
+
+
+def remove_worktree(repo: Repo, path: Path) -> None:
+    """Remove a worktree's directory and its control directory in the repository."""
+    gitfile = path / ".git"
+    control: Path | None = None
+    if gitfile.is_file():
+        text = gitfile.read_text(encoding="utf-8", errors="replace").strip()
+        if text.startswith("gitdir:"):
+            control = Path(text.removeprefix("gitdir:").strip())
+            if not control.is_absolute():
+                control = (path / control).resolve()
+    if path.exists():
+        shutil.rmtree(path)
+    if control is not None and control.parent == Path(repo.controldir()) / "worktrees":
+        shutil.rmtree(control, ignore_errors=True)
+
+
+def changed_paths(worktree: Repo, *, untracked: bool = True) -> list[str]:
+    """The paths a ``git add -A`` would stage (relative, ``/``-separated): tracked files
+    changed or deleted and, with ``untracked``, new files ``.gitignore`` does not exclude."""
+    from dulwich.porcelain import get_untracked_paths
+
+    index = worktree.open_index()
+    changed = {os.fsdecode(path) for path in get_unstaged_changes(index, worktree.path)}
+    if untracked:
+        found = get_untracked_paths(
+            worktree.path, worktree.path, index, exclude_ignored=True, untracked_files="all"
+        )
+        changed.update(str(path).replace(os.sep, "/") for path in found)
+    return sorted(changed)
+
+
+@attrs.frozen
+class Change:
+    """A commit prepared but not yet made: its tree, the files it changes, and the diff
+    (for a commit message)."""
+
+    tree: bytes
+    files: tuple[str, ...]
+    diff: str
+
+
+def prepare_commit(
+    worktree: Repo, paths: Iterable[str] | None, untracked: bool = False
+) -> Change | None:
+    """Stage ``paths`` (relative to the worktree; a missing file is a deletion), or with
+    None every changed tracked file; with ``untracked`` also every new file. Ignored paths
+    are left out, as ``git add`` leaves them. None when that changes nothing."""
+    wanted = set(paths or ())
+    if paths is None or untracked:
+        wanted.update(changed_paths(worktree, untracked=untracked))
+    ignore = IgnoreFilterManager.from_repo(worktree)
+    staged = sorted(p for p in wanted if p and not _is_ignored(ignore, p))
+    if not staged:
+        return None
+    worktree.get_worktree().stage(staged)
+    tree = worktree.open_index().commit(worktree.object_store)
+    parent = worktree[worktree.refs[_HEAD]]
+    assert isinstance(parent, Commit)
+    if tree == parent.tree:
+        return None
+    from dulwich.patch import write_tree_diff
+
+    diff = io.BytesIO()
+    write_tree_diff(diff, worktree.object_store, parent.tree, tree)
+    files = tuple(
+        os.fsdecode((change.new and change.new.path) or (change.old and change.old.path) or b"")
+        for change in _tree_changes(worktree, parent.tree, tree)
+    )
+    return Change(tree, files, diff.getvalue().decode("utf-8", errors="replace"))
+
+
+def finish_commit(worktree: Repo, tree: bytes, *, message: str, author: str) -> bytes:
+    """Commit a prepared tree on the worktree's branch. The branch moves only if nobody
+    moved it meanwhile."""
+    return _commit(worktree, tree, message=message, author=author, extra_parents=())
+
+
+def commit_paths(
+    worktree: Repo, paths: Iterable[str], *, message: str, author: str
+) -> bytes | None:
+    """Commit exactly ``paths``; None when that changes nothing."""
+    change = prepare_commit(worktree, list(paths))
+    if change is None:
+        return None
+    return finish_commit(worktree, change.tree, message=message, author=author)
+
+
+def clear_stale_locks(worktree: Repo, ref: bytes) -> None:
+    """Remove the lock files a process killed in the middle of a commit leaves (the
+    worktree's index, its branch): the session has one runner, so no live process holds
+    them."""
+    for lock in (
+        Path(worktree.controldir()) / "index.lock",
+        Path(worktree.commondir()) / (ref.decode() + ".lock"),
+    ):
+        lock.unlink(missing_ok=True)
+
+
+@attrs.frozen
+class MergeResult:
+    """A merge's outcome: the new head (None when it conflicted, and nothing changed) and
+    the conflicting files with their text, conflict markers included."""
+
+    sha: bytes | None
+    conflicts: dict[str, str] = attrs.field(factory=dict)
+    fast_forward: bool = False
+
+
+def merge_into(worktree: Repo, theirs: bytes, *, message: str, author: str) -> MergeResult:
+    """Merge commit ``theirs`` into the worktree's branch and check the result out. A
+    branch already contained is a no-op; one that only adds commits is fast-forwarded;
+    otherwise a three-way merge, committed only when no file conflicts."""
+    from dulwich.merge import three_way_merge
+
+    ours = worktree.refs[_HEAD]
+    if ours == theirs:
+        return MergeResult(ours)
+    bases = find_merge_base(worktree, [ours, ObjectID(theirs)])
+    if theirs in bases:
+        return MergeResult(ours)
+    if ours in bases:
+        reset_hard(worktree, theirs)
+        return MergeResult(theirs, fast_forward=True)
+    ours_commit, theirs_commit = worktree[ours], worktree[theirs]
+    assert isinstance(ours_commit, Commit)
+    assert isinstance(theirs_commit, Commit)
+    base = worktree[bases[0]] if bases else None
+    assert base is None or isinstance(base, Commit)
+    tree, conflicted = three_way_merge(worktree.object_store, base, ours_commit, theirs_commit)
+    worktree.object_store.add_object(tree)
+    if conflicted:
+        return MergeResult(None, {os.fsdecode(p): _text_at(worktree, tree, p) for p in conflicted})
+    sha = _commit(worktree, tree.id, message=message, author=author, extra_parents=(theirs,))
+    reset_hard(worktree, sha)
+    return MergeResult(sha)
+
+
+def reset_hard(worktree: Repo, sha: bytes) -> None:
+    """Put the worktree's branch at ``sha`` and its files exactly as that commit has them:
+    changes undone, and files that are neither tracked nor ignored removed."""
+    from dulwich.porcelain import reset
+
+    reset(worktree, "hard", sha.decode("ascii"))
+    ignore = IgnoreFilterManager.from_repo(worktree)
+    root = Path(worktree.path)
+    for relative in changed_paths(worktree):
+        if _is_ignored(ignore, relative):
+            continue
+        target = root / relative
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+            _remove_empty_parents(target.parent, root)
+
+
+def push(repo: Repo, remote: str, ref: bytes) -> None:
+    """Push ``ref`` to ``remote`` (a remote's name or a URL) under the same name."""
+    from dulwich import porcelain
+
+    errors = io.BytesIO()
+    try:
+        result = porcelain.push(
+            repo, remote, [ref + b":" + ref], outstream=io.BytesIO(), errstream=errors
+        )
+    except Exception as err:  # dulwich raises many types: every one is a failed push
+        detail = errors.getvalue().decode("utf-8", errors="replace").strip()
+        raise RepositoryError(
+            Path(repo.path).name, f"push to {remote} failed: {err}{'; ' + detail if detail else ''}"
+        ) from None
+    refused = {k: v for k, v in (result.ref_status or {}).items() if v is not None}
+    if refused:
+        raise RepositoryError(Path(repo.path).name, f"push to {remote} refused: {refused}")
+
+
+def clone(name: str, source: str, path: Path, depth: int | None) -> None:
+    """Clone ``source`` into ``path`` (a missing ``workspace.repos`` path)."""
+    from dulwich import porcelain
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    errors = io.BytesIO()
+    try:
+        porcelain.clone(source, str(path), depth=depth, errstream=errors, outstream=io.BytesIO())
+    except Exception as err:  # as for push: any failure of the clone
+        shutil.rmtree(path, ignore_errors=True)
+        raise RepositoryError(name, f"cloning {source} into {path} failed: {err}") from None
+
+
+# helpers --------------------------------------------------------------------------------
+
+
+def _commit(
+    worktree: Repo, tree: bytes, *, message: str, author: str, extra_parents: Sequence[bytes]
+) -> bytes:
+    head = worktree.refs[_HEAD]
+    parent = worktree[head]
+    assert isinstance(parent, Commit)
+    if tree == parent.tree and not extra_parents:
+        return head
+    commit = Commit()
+    commit.tree = ObjectID(tree)
+    commit.parents = [head, *(ObjectID(p) for p in extra_parents)]
+    commit.author = author.encode("utf-8")
+    commit.committer = f"Orchestra <{AUTHOR_EMAIL}>".encode()
+    commit.commit_time = commit.author_time = int(time.time())
+    commit.commit_timezone = commit.author_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = message.encode("utf-8")
+    worktree.object_store.add_object(commit)
+    if not worktree.refs.set_if_equals(_HEAD, head, commit.id):
+        raise RepositoryError(
+            Path(worktree.path).name, "the branch moved while a commit was being made"
+        )
+    return commit.id
+
+
+def _tree_changes(repo: Repo, old: bytes, new: bytes) -> list[TreeChange]:
+    from dulwich.diff_tree import tree_changes
+
+    return list(tree_changes(repo.object_store, ObjectID(old), ObjectID(new)))
+
+
+def _text_at(repo: Repo, tree: Tree, path: bytes) -> str:
+    from dulwich.object_store import tree_lookup_path
+
+    try:
+        _, sha = tree_lookup_path(repo.object_store.__getitem__, tree.id, path)
+    except KeyError:
+        return ""
+    blob = repo.object_store[sha]
+    return blob.data.decode("utf-8", errors="replace") if isinstance(blob, Blob) else ""
+
+
+def _is_ignored(ignore: IgnoreFilterManager, path: str) -> bool:
+    return bool(ignore.is_ignored(path))
+
+
+def _remove_empty_parents(directory: Path, root: Path) -> None:
+    while directory != root and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent
+
+
+def _symbolic_head(repo: Repo) -> bytes | None:
+    try:
+        chain, _ = repo.refs.follow(_HEAD)
+    except KeyError:
+        return None
+    return chain[-1] if len(chain) > 1 else None
+
+
+def _short_ref(ref: bytes) -> str:
+    return ref.decode("utf-8", errors="replace").removeprefix("refs/heads/")
