@@ -198,11 +198,14 @@ class CheckpointSaved(Event):
 
 @attrs.frozen(kw_only=True)
 class SessionBranchCreated(Event):
-    """The session's branch in a repository, made from the repository's HEAD."""
+    """The session's branch in a repository, made from the repository's HEAD; ``note``
+    says where it started (``from branch main``) and whether uncommitted changes were
+    left out."""
 
     repo: str
     branch: str
     sha: str
+    note: str = ""
 
 
 @attrs.frozen(kw_only=True)

@@ -230,14 +230,18 @@ class Pipeline:
     ) -> RunResult:
         if on_event is not None:
             self.bus.subscribe(on_event)  # for this run only
+        fresh = workspaces is not None
         try:
             if workspaces is None:
                 workspaces = await self._open_workspaces(recorder.store)
             if workspaces is not None:
-                await workspaces.start(recorder.session_id, state.workspace_heads)
-        except BaseException:
+                await workspaces.start(recorder.session_id, state.workspace_heads, fresh=fresh)
+        except BaseException as err:
             if on_event is not None:
                 self.bus.unsubscribe(on_event)
+            if isinstance(err, OrchestraError):
+                with anyio.CancelScope(shield=True):
+                    await recorder.ended("fail", str(err))
             raise
         self.workspaces = workspaces
         runner = Runner(
@@ -257,6 +261,7 @@ class Pipeline:
             result = await runner.run()
             if workspaces is not None:
                 await workspaces.close(result.status)
+                result = attrs.evolve(result, workspace=workspaces.describe())
             return result
         finally:
             if on_event is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 import unicodedata
@@ -16,20 +17,26 @@ import click
 from orchestra.engine.runner import RunResult
 from orchestra.engine.usage import total_usage
 from orchestra.events import (
+    AgentCommitCreated,
     Event,
     InterviewCompleted,
     InterviewStarted,
     InterviewTimeout,
+    MergeConflict,
     ParallelBranchCompleted,
     ParallelBranchStarted,
     ParallelCompleted,
     ParallelStarted,
     PipelineStarted,
+    PushFailed,
+    SessionBranchCreated,
+    SessionBranchPushed,
     StageActivity,
     StageCompleted,
     StageFailed,
     StageRetrying,
     StageStarted,
+    WorktreeMerged,
 )
 
 #: moves the cursor to the line above and clears it
@@ -136,6 +143,8 @@ class Progress:
         self._open_line: str | None = None
         self._started_line: dict[str, str] = {}
         self._block: _FanOutBlock | None = None
+        #: lines about the run that arrive before its header (the session's git branches)
+        self._before_header: list[str] | None = []
 
     def echo(self, text: str, *, opens: str | None = None) -> None:
         if self.quiet:
@@ -208,6 +217,9 @@ class Progress:
             + f"  session {event.session_id}"
             + (f"  goal: {event.goal}" if event.goal else "")
         )
+        for line in self._before_header or ():
+            self.echo(line)
+        self._before_header = None
 
     def _on_StageStarted(self, event: StageStarted) -> None:
         self.width = max(self.width, len(event.node_id or ""))
@@ -229,14 +241,20 @@ class Progress:
         self.echo(line, opens=event.node_id)
 
     def _on_StageActivity(self, event: StageActivity) -> None:
-        if self.quiet or event.branch is not None:
+        if event.branch is not None:
             return  # a branch's row has no room for it
-        line = click.style(f"    · {event.text}", dim=True)
-        if self.live and self._open_line == event.node_id:
-            # keep the stage's "started" line last, so its result still replaces it
+        self._activity(event.node_id, f"    · {event.text}")
+
+    def _activity(self, node_id: str | None, text: str) -> None:
+        """A dim line under a running stage, its "started" line kept last so that the
+        stage's result still replaces it."""
+        if self.quiet:
+            return
+        line = click.style(text, dim=True)
+        if self.live and node_id is not None and self._open_line == node_id:
             self._write(_UP_AND_ERASE)
             self.echo(line)
-            self.echo(self._started_line.get(event.node_id or "", ""), opens=event.node_id)
+            self.echo(self._started_line.get(node_id, ""), opens=node_id)
             return
         self.echo(line)
 
@@ -336,6 +354,43 @@ class Progress:
         self.echo(
             "  " + click.style("⇇", fg="cyan") + " " + f"{event.node_id}: {event.success_count} "
             f"succeeded, {event.failure_count} failed in {_duration(event.duration)}"
+        )
+
+    def _on_SessionBranchCreated(self, event: SessionBranchCreated) -> None:
+        note = f" ({event.note})" if event.note else ""
+        line = click.style(f"  branch {event.branch} in {event.repo}{note}", dim=True)
+        if self._before_header is not None:
+            self._before_header.append(line)
+        else:
+            self.echo(line)
+
+    def _on_AgentCommitCreated(self, event: AgentCommitCreated) -> None:
+        if event.branch is not None:
+            return  # a branch's row has no room for it
+        files = len(event.files)
+        self._activity(
+            event.node_id,
+            f"    · commit {event.sha[:7]} {event.summary} ({files} file{'s' * (files != 1)})",
+        )
+
+    def _on_WorktreeMerged(self, event: WorktreeMerged) -> None:
+        how = "fast-forward" if event.fast_forward else event.sha[:7]
+        self._activity(event.node_id, f"    · merged {event.branch} into {event.repo} ({how})")
+
+    def _on_MergeConflict(self, event: MergeConflict) -> None:
+        files = ", ".join(event.files)
+        self.echo(
+            click.style(f"  ⚠ merge conflict: {event.branch} in {event.repo}: {files}", fg="yellow")
+        )
+
+    def _on_SessionBranchPushed(self, event: SessionBranchPushed) -> None:
+        self.echo(click.style(f"  · pushed {event.branch} to {event.remote}", dim=True))
+
+    def _on_PushFailed(self, event: PushFailed) -> None:
+        self.echo(
+            click.style(
+                f"  ⚠ push of {event.branch} to {event.remote} failed: {event.error}", fg="yellow"
+            )
         )
 
     def _on_InterviewStarted(self, event: InterviewStarted) -> None:
@@ -571,4 +626,9 @@ def summary(result: RunResult) -> str:
         f"  logs: {result.logs_root}",
         f"  session: {result.session_id}",
     ]
+    for repo, where in result.workspace.items():
+        lines.append(
+            f"  branch: {where['branch']} in {repo}  "
+            + click.style(f"(git -C {shlex.quote(where['path'])} log {where['branch']})", dim=True)
+        )
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -456,9 +456,29 @@ def _records(state: SessionState) -> list[dict[str, Any]]:
     listed = []
     for turn, node, kind, entries in state.records:
         summary = describe_record(kind, entries)
+        moved = state.workspace_moves.get(turn)
+        if summary is None and moved:
+            summary = kind
         if summary is not None:
-            listed.append({"turn_id": turn, "node_id": node, "kind": kind, "summary": summary})
+            listed.append(
+                {
+                    "turn_id": turn,
+                    "node_id": node,
+                    "kind": kind,
+                    "summary": summary,
+                    "workspace": moved,
+                }
+            )
     return listed
+
+
+def _heads_text(moved: Mapping[str, str] | None) -> str:
+    """``app 1a2b3c4, app@b 5d6e7f8``: the worktree heads a turn recorded."""
+    if not moved:
+        return ""
+    return "  " + ", ".join(
+        f"{key} {sha[:7]}" if sha else f"{key} removed" for key, sha in sorted(moved.items())
+    )
 
 
 def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
@@ -470,6 +490,7 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
             "node_id": node,
             "outcome": state.node_outcomes.get(node, {}).get("outcome"),
             "time": _when(ms),
+            "workspace": state.workspace_moves.get(turn),
         }
         for turn, node, ms in state.checkpoints
     ]
@@ -506,10 +527,19 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
         click.echo()
         click.echo(click.style("  TURN   NODE                 OUTCOME          TIME", bold=True))
         rows = [
-            (cp["turn_id"], f"{cp['node_id']:<20} {cp['outcome'] or '-':<16} {cp['time']}")
+            (
+                cp["turn_id"],
+                f"{cp['node_id']:<20} {cp['outcome'] or '-':<16} {cp['time']}"
+                + _heads_text(cp["workspace"]),
+            )
             for cp in checkpoints
         ] + [
-            (r["turn_id"], click.style(f"{r['node_id']:<20} · {r['summary']}", dim=True))
+            (
+                r["turn_id"],
+                click.style(
+                    f"{r['node_id']:<20} · {r['summary']}{_heads_text(r['workspace'])}", dim=True
+                ),
+            )
             for r in records
         ]
         for turn, text in sorted(rows, key=lambda row: int(str(row[0]))):

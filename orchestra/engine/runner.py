@@ -58,6 +58,9 @@ class RunResult:
     node_outcomes: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     #: what LLM stages spent, per node (``usage.NODE.*`` summed over executions)
     usage: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: per repository of ``workspace.repos``: its ``path``, the session ``branch`` and
+    #: that branch's ``head`` at the end
+    workspace: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -443,13 +446,17 @@ class Runner:
         completed: list[str] = []
         usage: dict[str, Any] = {}
         arrival: tuple[Edge | None, str] = (None, "")
+        #: the fan-in of a fan-out nested in this branch: the branch runs it and goes on
+        inner_join = ""
         while True:
             node = self.graph.nodes.get(current)
             if node is None:
                 reason = f"branch {branch} routes to '{current}', which is not a node"
                 return BranchResult(Outcome.fail(reason), tuple(completed), usage)
             handler_type = self._type_for(node)
-            if handler_type in ("parallel.fan_in", "exit"):
+            if handler_type == "exit" or (
+                handler_type == "parallel.fan_in" and current != inner_join
+            ):
                 break
             outcome = await self._execute(node, handler_type, context, branch, arrival=arrival)
             completed.append(node.id)
@@ -457,7 +464,7 @@ class Runner:
             edge, route = self._route(node, outcome, context)
             arrival = (edge, node.id)
             if handler_type == "parallel" and outcome.status is not StageStatus.FAIL:
-                route = str(outcome.context_updates.get("parallel.join_node", ""))
+                route = inner_join = str(outcome.context_updates.get("parallel.join_node", ""))
             if not route:
                 break
             current = route
@@ -508,7 +515,11 @@ class Runner:
         if self.workspaces is None:
             return None
         moved = self.workspaces.take_changes()
-        self.state.workspace_heads.update(moved)
+        for key, sha in moved.items():
+            if sha:
+                self.state.workspace_heads[key] = sha
+            else:
+                self.state.workspace_heads.pop(key, None)
         return moved
 
     async def _restart(self, edge: Edge) -> None:

@@ -191,8 +191,11 @@ class SessionState:
     checkpoints: list[tuple[int, str, int]] = attrs.Factory(list)
     #: what LLM stages spent, per node, over every execution (``orchestra.engine.usage``)
     usage: dict[str, dict[str, Any]] = attrs.Factory(dict)
-    #: the git worktrees' heads as of the last turn that moved one (``orchestra.workspace``)
+    #: the git worktrees' heads as of the last turn that moved one (``orchestra.workspace``),
+    #: by ``REPO`` or ``REPO@BRANCH``
     workspace_heads: dict[str, str] = attrs.Factory(dict)
+    #: per turn id, the worktree heads that turn recorded (``status --detail`` shows them)
+    workspace_moves: dict[int, dict[str, str]] = attrs.Factory(dict)
     #: (turn id, node id, kind, entries) of what handlers recorded inside nodes, oldest
     #: first: the turns ``resume --turn`` can continue from
     records: list[tuple[int, str, str, Mapping[str, Any]]] = attrs.Factory(list)
@@ -208,8 +211,14 @@ class SessionState:
         # carry none) or be when the turn was copied (export), not when it happened.
         when = fields.get("time_ms") or fields.get("started_ms") or turn.created_at_ms
         self.updated_ms = max(self.updated_ms, int(when or 0))
-        if fields.get("workspace"):  # a checkpoint or a recorded turn moved a worktree
-            self.workspace_heads.update(fields["workspace"])
+        if fields.get("workspace"):
+            self.workspace_moves[turn.turn_id] = dict(fields["workspace"])
+        for key, sha in (fields.get("workspace") or {}).items():
+            # a checkpoint or a recorded turn moved a worktree ('' when it was removed)
+            if sha:
+                self.workspace_heads[key] = sha
+            else:
+                self.workspace_heads.pop(key, None)
         if turn.type_id == SESSION_STARTED:
             for name in ("pipeline", "dot_path", "dot_hash", "goal", "logs_root", "host"):
                 setattr(self, name, str(fields.get(name) or ""))

@@ -49,5 +49,15 @@ class CodergenHandler:
         (stage.stage_dir / "response.md").write_text(response, encoding="utf-8")
         if stage.workspace is not None:
             model = str(result.context_updates.get(f"usage.{node.id}.model", ""))
-            await stage.workspace.commit(None, model=model, turn="end", untracked=True)
+            await stage.workspace.commit(
+                None, model=model or _backend_name(stage, node), turn="end", untracked=True
+            )
         return result
+
+
+def _backend_name(stage: StageRun, node: Node) -> str:
+    """The name of the backend that ran ``node`` (``simulation``, ``cli_agent``), for a
+    commit's author when no model is known."""
+    backend = stage.backend
+    chosen = getattr(backend, "backend_for", None)
+    return str(getattr(chosen(node), "name", "")) if callable(chosen) else backend.name

@@ -276,6 +276,8 @@ class MergeResult:
     sha: bytes | None
     conflicts: dict[str, str] = attrs.field(factory=dict)
     fast_forward: bool = False
+    #: False when the branch had nothing the target did not already have
+    merged: bool = True
 
 
 def merge_into(worktree: Repo, theirs: bytes, *, message: str, author: str) -> MergeResult:
@@ -286,10 +288,10 @@ def merge_into(worktree: Repo, theirs: bytes, *, message: str, author: str) -> M
 
     ours = worktree.refs[_HEAD]
     if ours == theirs:
-        return MergeResult(ours)
+        return MergeResult(ours, merged=False)
     bases = find_merge_base(worktree, [ours, ObjectID(theirs)])
     if theirs in bases:
-        return MergeResult(ours)
+        return MergeResult(ours, merged=False)
     if ours in bases:
         reset_hard(worktree, theirs)
         return MergeResult(theirs, fast_forward=True)
@@ -350,7 +352,7 @@ def clone(name: str, source: str, path: Path, depth: int | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     errors = io.BytesIO()
     try:
-        porcelain.clone(source, str(path), depth=depth, errstream=errors, outstream=io.BytesIO())
+        porcelain.clone(source, str(path), depth=depth, errstream=errors)
     except Exception as err:  # as for push: any failure of the clone
         shutil.rmtree(path, ignore_errors=True)
         raise RepositoryError(name, f"cloning {source} into {path} failed: {err}") from None

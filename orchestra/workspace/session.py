@@ -111,10 +111,24 @@ class SessionWorkspaces:
         for name, repo in self.repos.items():
             await anyio.to_thread.run_sync(self._open_repo, name, repo)
 
-    async def start(self, session_id: str, heads: Mapping[str, str]) -> None:
+    async def start(
+        self, session_id: str, heads: Mapping[str, str], *, fresh: bool = False
+    ) -> None:
         """Check out the session's worktrees: a new session's branches from each
-        repository's HEAD; a resumed or forked session's at the ``heads`` it recorded."""
+        repository's HEAD; a resumed or forked session's at the ``heads`` it recorded. A
+        ``fresh`` session refuses a branch that already exists rather than build on it."""
         self.session_id = session_id
+        if fresh:
+            for name, repo in self.repos.items():
+                taken = branch_name(repo, self.pipeline, session_id, None)
+                if git.branch_exists(self._handles[name], b"refs/heads/" + taken.encode()):
+                    raise RepositoryError(
+                        name,
+                        f"branch {taken} already exists in {repo.path}, from a session whose "
+                        f"state is gone (was .orchestra/ removed?); a new session will not "
+                        f"build on it. Delete it (`git -C '{repo.path}' branch -D {taken}`) "
+                        "or change branch_prefix",
+                    )
         for name in self.repos:
             start = heads.get(name)
             await self._checkout(name, None, start.encode() if start else None)
@@ -166,7 +180,11 @@ class SessionWorkspaces:
         if created and branch is None:
             await self.emit(
                 SessionBranchCreated(
-                    session_id=self.session_id, repo=name, branch=ref_name, sha=sha
+                    session_id=self.session_id,
+                    repo=name,
+                    branch=ref_name,
+                    sha=sha,
+                    note=self.notes.get(name, "") if at is None else "",
                 )
             )
         if not existed:
@@ -199,6 +217,17 @@ class SessionWorkspaces:
             for name, repo in self.repos.items()
         }
 
+    def describe(self) -> dict[str, dict[str, str]]:
+        """Per repository: its path, the session branch and that branch's head."""
+        described = {}
+        for name, repo in self.repos.items():
+            branch = branch_name(repo, self.pipeline, self.session_id, None)
+            ref = b"refs/heads/" + branch.encode()
+            handle = self._handles[name]
+            head = git.head_sha(handle, ref).decode() if git.branch_exists(handle, ref) else ""
+            described[name] = {"path": str(repo.path), "branch": branch, "head": head}
+        return described
+
     def for_stage(self, node_id: str, branch: str | None) -> StageWorktrees:
         return StageWorktrees(self, node_id, branch)
 
@@ -210,6 +239,7 @@ class SessionWorkspaces:
         }
 
     def take_changes(self) -> dict[str, str]:
+        """Heads that moved since the last call ('' for a worktree removed)."""
         changes, self._changes = self._changes, {}
         return changes
 
@@ -273,7 +303,8 @@ class SessionWorkspaces:
                 model=model,
                 pipeline=self.pipeline,
             )
-            author = f"{node_id} ({model or 'no model'}) <{git.AUTHOR_EMAIL}>"
+            who = f"{node_id} ({model})" if model else node_id
+            author = f"{who} <{git.AUTHOR_EMAIL}>"
             sha = await anyio.to_thread.run_sync(
                 lambda: git.finish_commit(tree.handle, change.tree, message=message, author=author)
             )
@@ -347,8 +378,10 @@ class SessionWorkspaces:
                 )
             )
             return result.conflicts
-        self._changes[worktree_key(target.repo, target.branch)] = result.sha.decode()
         await self._drop(source)
+        if not result.merged:
+            return {}
+        self._changes[worktree_key(target.repo, target.branch)] = result.sha.decode()
         await self.emit(
             WorktreeMerged(
                 session_id=self.session_id,
@@ -370,7 +403,9 @@ class SessionWorkspaces:
             git.delete_branch(handle, tree.ref)
 
         await anyio.to_thread.run_sync(drop)
-        self._trees.pop(worktree_key(tree.repo, tree.branch), None)
+        key = worktree_key(tree.repo, tree.branch)
+        self._trees.pop(key, None)
+        self._changes[key] = ""  # gone: a resume must not bring it back
 
     # pushing and closing --------------------------------------------------------------------
 

@@ -1,0 +1,399 @@
+"""Git workspaces through `Pipeline.load(...).run()`: real repositories made with dulwich,
+the real store, simulated and scripted agents, tool nodes running real commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dulwich.repo import Repo
+
+from orchestra.backends.agent import AgentBackend
+from orchestra.config import Config, ProviderConfig, Providers, RepoConfig
+from orchestra.errors import RepositoryError
+from orchestra.events import AgentCommitCreated, MergeConflict, PushFailed, WorktreeMerged
+from orchestra.llm.client import Client
+from orchestra.llm.types import ToolCall, Usage
+from orchestra.pipeline import Pipeline
+from orchestra.store.embedded import EmbeddedStore
+from orchestra.testing import EventRecorder, model_calls, model_says
+from tests.workspaces import (
+    NodeModel,
+    branch_commits,
+    branch_files,
+    branches,
+    checkout_state,
+    commit_files,
+    config_with,
+    git_cli,
+    make_repo,
+    trailers,
+)
+
+LINEAR = """
+digraph demo {
+    start [shape=Mdiamond]
+    exit  [shape=Msquare]
+    plan  [prompt="Plan the change"]
+    edit  [shape=parallelogram, tool_command="echo 'print(2)' >> app.py"]
+    look  [shape=parallelogram, tool_command="cat app.py; echo $ATTRACTOR_WORKSPACE > seen.txt"]
+    start -> plan -> edit -> look -> exit
+}
+"""
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> EmbeddedStore:
+    opened = await EmbeddedStore.open(tmp_path / ".orchestra" / "state.db")
+    yield opened  # type: ignore[misc]
+    await opened.close()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "app", {"app.py": "print(1)\n", "README.md": "app\n"})
+
+
+async def run(
+    source: str, config: Config, store: EmbeddedStore, **kwargs: object
+) -> tuple[object, EventRecorder]:
+    events = EventRecorder()
+    pipeline = Pipeline.load(source, config=config, store=store, **kwargs)  # type: ignore[arg-type]
+    result = await pipeline.run(on_event=events)
+    return result, events
+
+
+class TestSessionBranch:
+    async def test_the_users_checkout_is_untouched(self, app: Path, store: EmbeddedStore) -> None:
+        """HEAD, the branch, the index and every file of the user's checkout, uncommitted
+        and untracked ones included, are byte-identical after a run that committed."""
+        (app / "app.py").write_text("print('uncommitted')\n")
+        (app / "notes.txt").write_text("untracked\n")
+        before = checkout_state(app)
+        result, _ = await run(LINEAR, config_with({"app": app}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        assert checkout_state(app) == before
+        assert "orchestra/demo/1" in branches(app)
+
+    async def test_stages_commit_on_the_session_branch_with_trailers(
+        self, app: Path, store: EmbeddedStore
+    ) -> None:
+        """The simulated stage and the tool that changed a tracked file each make one commit,
+        authored by their node, with the Orchestra-* trailers; the read-only tool none."""
+        await run(LINEAR, config_with({"app": app}), store)
+        commits = branch_commits(app, "orchestra/demo/1")
+        assert [c.author.decode().split(" ")[0] for c in commits[:-1]] == ["edit", "plan"]
+        edit, plan = commits[0], commits[1]
+        assert trailers(plan) == {
+            "Orchestra-Session": "1",
+            "Orchestra-Node": "plan",
+            "Orchestra-Turn": "end",
+            "Orchestra-Model": "simulation",
+            "Orchestra-Pipeline": "demo",
+        }
+        assert edit.message.decode().startswith("chore(edit): echo 'print(2)' >> app.py\n")
+        assert branch_files(app, "orchestra/demo/1")["app.py"] == "print(1)\nprint(2)\n"
+        assert "simulated/plan.md" in branch_files(app, "orchestra/demo/1")
+
+    async def test_tools_run_in_the_worktree(
+        self, app: Path, store: EmbeddedStore, tmp_path: Path
+    ) -> None:
+        """A tool node runs in the session's worktree, named by ATTRACTOR_WORKSPACE, and
+        sees the branch's files, not the user's; the worktree is removed when the run ends."""
+        (app / "app.py").write_text("print('mine')\n")
+        result, _ = await run(LINEAR, config_with({"app": app}), store)
+        assert result.context["tool.output"] == "print(1)\nprint(2)\n"  # type: ignore[attr-defined]
+        worktree = tmp_path / ".orchestra" / "worktrees" / "1" / "session" / "app"
+        assert not worktree.exists()
+        assert not (app / "seen.txt").exists()
+
+    async def test_the_user_and_the_session_do_not_see_each_others_commits(
+        self, app: Path, store: EmbeddedStore
+    ) -> None:
+        """The user commits on their branch while the session runs: the session's later
+        stage does not see it, and the user's branch does not get the session's commits."""
+
+        class UserCommits:
+            async def execute(self, node, context, graph, stage):  # type: ignore[no-untyped-def]
+                commit_files(app, {"user.txt": "the user's work\n"}, "user work")
+                from orchestra.outcome import Outcome
+
+                return Outcome.success("the user committed")
+
+        source = """
+        digraph demo {
+            start [shape=Mdiamond]
+            exit  [shape=Msquare]
+            meanwhile [type="user_commits"]
+            edit  [shape=parallelogram, tool_command="echo more >> README.md"]
+            look  [shape=parallelogram, tool_command="ls"]
+            start -> edit -> meanwhile -> look -> exit
+        }
+        """
+        result, _ = await run(
+            source, config_with({"app": app}), store, handlers={"user_commits": UserCommits()}
+        )
+        assert "user.txt" not in result.context["tool.output"]  # type: ignore[attr-defined]
+        assert "user.txt" not in branch_files(app, "orchestra/demo/1")
+        assert "more" not in (app / "README.md").read_text()
+        with Repo(str(app)) as repo:
+            user_head = repo.refs[b"refs/heads/main"]
+        assert all(c.id != user_head for c in branch_commits(app, "orchestra/demo/1"))
+
+    async def test_git_reads_what_dulwich_wrote(self, app: Path, store: EmbeddedStore) -> None:
+        """`git fsck` finds the repository sound and `git log` shows the session's commits."""
+        await run(LINEAR, config_with({"app": app}), store)
+        git_cli(app, "fsck", "--strict")
+        log = git_cli(app, "log", "--format=%an|%s", "orchestra/demo/1")
+        assert "edit|chore(edit): echo 'print(2)' >> app.py" in log
+        assert git_cli(app, "status", "--porcelain") == ""
+
+
+class TestBadRepositories:
+    async def test_not_a_repository(self, tmp_path: Path, store: EmbeddedStore) -> None:
+        """A path that is not a git repository fails before any session is recorded."""
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        with pytest.raises(RepositoryError, match="is not a git repository; run `git init`"):
+            await run(LINEAR, config_with({"app": plain}), store)
+        assert await store.list_contexts() == []
+
+    async def test_an_empty_repository(self, tmp_path: Path, store: EmbeddedStore) -> None:
+        """A repository with no commit says there is nothing to start from, and how to fix
+        it."""
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        Repo.init(str(empty))
+        with pytest.raises(RepositoryError, match=r"has no commits yet .* commit --allow-empty"):
+            await run(LINEAR, config_with({"app": empty}), store)
+
+    async def test_a_detached_head(self, app: Path, store: EmbeddedStore) -> None:
+        """A detached HEAD is a fine start: the branch starts at its commit."""
+        first = branch_commits(app, "main")[0].id
+        commit_files(app, {"later.txt": "later\n"}, "later")
+        (app / ".git" / "HEAD").write_text(first.decode() + "\n")
+        result, _ = await run(LINEAR, config_with({"app": app}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        assert branch_commits(app, "orchestra/demo/1")[-1].id == first
+        assert (app / ".git" / "HEAD").read_text() == first.decode() + "\n"
+
+    async def test_a_bare_repository(self, app: Path, tmp_path: Path, store: EmbeddedStore) -> None:
+        """A bare repository works: worktrees need no checkout of the user's."""
+        bare = tmp_path / "bare.git"
+        Repo.init_bare(str(bare), mkdir=True)
+        git_cli(app, "push", str(bare), "main")
+        (bare / "HEAD").write_text("ref: refs/heads/main\n")
+        result, _ = await run(LINEAR, config_with({"app": bare}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        assert branch_files(bare, "orchestra/demo/1")["app.py"] == "print(1)\nprint(2)\n"
+
+    async def test_an_existing_branch_is_never_clobbered(
+        self, app: Path, store: EmbeddedStore
+    ) -> None:
+        """A new session whose branch name is taken (its state was deleted) refuses, and the
+        branch keeps its commits."""
+        with Repo(str(app)) as repo:
+            repo.refs[b"refs/heads/orchestra/demo/1"] = repo.refs[b"HEAD"]
+        commit_before = branch_commits(app, "orchestra/demo/1")[0].id
+        with pytest.raises(RepositoryError, match="branch orchestra/demo/1 already exists"):
+            await run(LINEAR, config_with({"app": app}), store)
+        assert branch_commits(app, "orchestra/demo/1")[0].id == commit_before
+
+    async def test_a_path_with_spaces_and_unicode(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """A repository under a path with spaces and non-ASCII letters works."""
+        odd = make_repo(tmp_path / "my projects" / "café app", {"app.py": "print(1)\n"})
+        result, _ = await run(LINEAR, config_with({"app": odd}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        assert branch_files(odd, "orchestra/demo/1")["app.py"] == "print(1)\nprint(2)\n"
+
+    async def test_a_missing_path_is_cloned_from_the_remote(
+        self, app: Path, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """With a remote, a missing path is cloned first (shallow with clone_depth)."""
+        commit_files(app, {"second.txt": "2\n"}, "second")
+        target = tmp_path / "clone"
+        repo = RepoConfig(path=target, remote=str(app), clone_depth=1)
+        result, _ = await run(LINEAR, config_with({"app": repo}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        assert (target / "second.txt").is_file()
+        assert (target / ".git" / "shallow").is_file()
+
+
+SCRIPTED = Config(
+    backend="agent",
+    providers=Providers(
+        default="anthropic",
+        by_name={"anthropic": ProviderConfig(models={"worker": "claude-sonnet-4-5"})},
+    ),
+)
+
+FAN_OUT = """
+digraph review {
+    start [shape=Mdiamond]
+    exit  [shape=Msquare]
+    fan   [shape=component]
+    a     [prompt="[a] write your part"]
+    b     [prompt="[b] write your part"]
+    c     [prompt="[c] write your part"]
+    join  [shape=tripleoctagon]
+    resolve [shape=parallelogram, tool_command="echo resolving"]
+    start -> fan
+    fan -> a -> join
+    fan -> b -> join
+    fan -> c -> join
+    join -> resolve [condition="outcome=partial_success"]
+    join -> exit
+    resolve -> exit
+}
+"""
+
+
+def writes(node: str, path: str, text: str) -> list[object]:
+    call = ToolCall(f"{node}-1", "write_file", {"file_path": path, "content": text})
+    usage = Usage(10, 5)
+    return [
+        model_calls(call, usage=usage, model="claude-sonnet-4-5", provider="anthropic"),
+        model_says(f"{node} done", usage=usage, model="claude-sonnet-4-5", provider="anthropic"),
+    ]
+
+
+def agents(config: Config, scripts: dict[str, list[object]]) -> AgentBackend:
+    return AgentBackend(config, Client({"anthropic": NodeModel(scripts)}))  # type: ignore[arg-type]
+
+
+class TestParallelAgents:
+    async def test_same_file_in_three_branches_is_a_routed_conflict(
+        self, app: Path, store: EmbeddedStore
+    ) -> None:
+        """Three agents writing result.txt: the first merges, the other two conflict; the
+        fan-in is PARTIAL_SUCCESS with the conflict text in parallel.merge_conflicts, and
+        the graph routes to the resolver. Nothing is silently overwritten."""
+        config = config_with({"app": app}, **vars_of(SCRIPTED))
+        scripts = {n: writes(n, "result.txt", f"branch {n}\n") for n in "abc"}
+        result, events = await run(FAN_OUT, config, store, backend=agents(config, scripts))
+        assert result.completed_nodes == ("start", "fan", "join", "resolve", "exit")  # type: ignore[attr-defined]
+        conflicts = result.context["parallel.merge_conflicts"]["app"]  # type: ignore[attr-defined]
+        assert set(conflicts) == {"result.txt"}
+        assert "<<<<<<< ours\nbranch a\n=======\nbranch " in conflicts["result.txt"]
+        assert branch_files(app, "orchestra/review/1")["result.txt"] == "branch a\n"
+        assert sorted(e.branch for e in events.of(MergeConflict)) == [
+            "orchestra/review/1-b",
+            "orchestra/review/1-c",
+        ]
+        assert "orchestra/review/1-b" in branches(app)
+
+    async def test_different_files_all_merge(self, app: Path, store: EmbeddedStore) -> None:
+        """Three agents writing their own files: all three reach the session branch, each
+        commit authored by its agent and model; the branch worktrees and refs are gone."""
+        config = config_with({"app": app}, **vars_of(SCRIPTED))
+        scripts = {n: writes(n, f"{n}.txt", f"from {n}\n") for n in "abc"}
+        result, events = await run(FAN_OUT, config, store, backend=agents(config, scripts))
+        assert result.completed_nodes == ("start", "fan", "join", "exit")  # type: ignore[attr-defined]
+        files = branch_files(app, "orchestra/review/1")
+        assert {files[f"{n}.txt"] for n in "abc"} == {"from a\n", "from b\n", "from c\n"}
+        authors = {c.author.decode() for c in branch_commits(app, "orchestra/review/1")}
+        assert "a (anthropic/claude-sonnet-4-5) <orchestra@localhost>" in authors
+        assert [e.branch for e in events.of(WorktreeMerged)] == [
+            f"orchestra/review/1-{n}" for n in "abc"
+        ]
+        assert branches(app) == ["main", "orchestra/review/1"]
+        commit = next(e for e in events.of(AgentCommitCreated) if e.node_id == "a")
+        assert (commit.files, commit.summary) == (("a.txt",), "chore(a): update a.txt")
+        git_cli(app, "fsck", "--strict")
+
+    async def test_a_read_only_turn_makes_no_commit(self, app: Path, store: EmbeddedStore) -> None:
+        """An agent that only reads makes no commit."""
+        source = (
+            "digraph d { start [shape=Mdiamond]; exit [shape=Msquare]\n"
+            'a [prompt="[a] read"]; start -> a -> exit }'
+        )
+        read = ToolCall("r1", "read_file", {"file_path": "app.py"})
+        usage = Usage(1, 1)
+        script = {
+            "a": [
+                model_calls(read, usage=usage, model="claude-sonnet-4-5", provider="anthropic"),
+                model_says("read it", usage=usage, model="claude-sonnet-4-5", provider="anthropic"),
+            ]
+        }
+        config = config_with({"app": app}, **vars_of(SCRIPTED))
+        _, events = await run(source, config, store, backend=agents(config, script))
+        assert events.of(AgentCommitCreated) == []
+        assert len(branch_commits(app, "orchestra/d/1")) == 1
+
+    async def test_two_fan_outs_in_sequence_and_a_nested_one(
+        self, app: Path, store: EmbeddedStore
+    ) -> None:
+        """Tool branches editing tracked files: a first fan-out, then a second whose branch
+        has its own fan-out inside; every change reaches the session branch."""
+        files = {f"{n}.txt": "0\n" for n in ("a", "b", "c", "d", "e")}
+        commit_files(app, files, "files to edit")
+        source = """
+        digraph seq {
+            start [shape=Mdiamond]; exit [shape=Msquare]
+            f1 [shape=component]; j1 [shape=tripleoctagon]
+            a [shape=parallelogram, tool_command="echo a >> a.txt"]
+            b [shape=parallelogram, tool_command="echo b >> b.txt"]
+            f2 [shape=component]; j2 [shape=tripleoctagon]
+            c [shape=parallelogram, tool_command="echo c >> c.txt"]
+            inner [shape=component]; ij [shape=tripleoctagon]
+            d [shape=parallelogram, tool_command="echo d >> d.txt"]
+            e [shape=parallelogram, tool_command="echo e >> e.txt"]
+            after [shape=parallelogram, tool_command="echo after >> a.txt"]
+            start -> f1
+            f1 -> a -> j1
+            f1 -> b -> j1
+            j1 -> f2
+            f2 -> c -> j2
+            f2 -> inner
+            inner -> d -> ij
+            inner -> e -> ij
+            ij -> after -> j2
+            j2 -> exit
+        }
+        """
+        result, _ = await run(source, config_with({"app": app}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        got = branch_files(app, "orchestra/seq/1")
+        assert got["a.txt"] == "0\na\nafter\n"
+        assert [got[f"{n}.txt"] for n in "bcde"] == [f"0\n{n}\n" for n in "bcde"]
+        assert branches(app) == ["main", "orchestra/seq/1"]
+
+
+class TestPush:
+    async def test_on_completion_pushes_the_branch(
+        self, app: Path, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """push: on_completion sends the session branch to the remote once it succeeds."""
+        remote = tmp_path / "remote.git"
+        Repo.init_bare(str(remote), mkdir=True)
+        repo = RepoConfig(path=app, push="on_completion", remote=str(remote))
+        await run(LINEAR, config_with({"app": repo}), store)
+        assert branch_files(remote, "orchestra/demo/1") == branch_files(app, "orchestra/demo/1")
+
+    async def test_an_unreachable_remote_is_a_warning(
+        self, app: Path, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """push: on_checkpoint to a remote that is not there warns (PushFailed) after each
+        checkpoint that moved the branch, and the run still succeeds."""
+        repo = RepoConfig(path=app, push="on_checkpoint", remote=str(tmp_path / "gone.git"))
+        result, events = await run(LINEAR, config_with({"app": repo}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        failed = events.of(PushFailed)
+        assert len(failed) >= 2
+        assert "gone.git" in failed[0].remote
+
+    async def test_never_pushes_nothing(
+        self, app: Path, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """push: never (the default) leaves the remote alone."""
+        remote = tmp_path / "remote.git"
+        Repo.init_bare(str(remote), mkdir=True)
+        await run(LINEAR, config_with({"app": RepoConfig(path=app, remote=str(remote))}), store)
+        assert branches(remote) == []
+
+
+def vars_of(config: Config) -> dict[str, object]:
+    """A Config's settings as keywords, to combine with repositories."""
+    return {"backend": config.backend, "providers": config.providers}
