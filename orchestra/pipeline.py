@@ -207,12 +207,13 @@ class Pipeline:
         if not self.config.workspace.repos:
             return None
         from orchestra.workspace import CommitMessages, SessionWorkspaces
+        from orchestra.workspace.cleanup import worktrees_directory
 
         summarise = self._configured.commit_summariser() if self._configured else None
         workspaces = SessionWorkspaces(
             self.config.workspace.repos,
             pipeline=self.graph.name,
-            directory=_worktrees_directory(store, self.config),
+            directory=worktrees_directory(store.location, self.config),
             emit=self.bus.emit,
             messages=CommitMessages(summarise),
             tools=self.config.workspace.tools,
@@ -405,16 +406,6 @@ class _How:
     force: bool
     on_event: EventCallback | None
     sleep: Callable[[float], Awaitable[None]]
-
-
-def _worktrees_directory(store: Store, config: Config) -> Path:
-    """``worktrees/`` beside the embedded store's database; for a CXDB store,
-    ``.orchestra/worktrees`` beside ``orchestra.yaml`` (or in the working directory)."""
-    location = store.location
-    if location and "://" not in location:
-        return Path(location).absolute().parent / "worktrees"
-    base = config.path.parent if config.path is not None else Path.cwd()
-    return base / ".orchestra" / "worktrees"
 
 
 @contextlib.asynccontextmanager

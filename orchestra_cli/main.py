@@ -17,6 +17,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("orchestra_cli.compile", "compile_command"),
     "doctor": ("orchestra_cli.doctor", "doctor_command"),
     "export": ("orchestra_cli.export", "export_command"),
+    "cleanup": ("orchestra_cli.cleanup", "cleanup_command"),
 }
 
 

@@ -50,8 +50,10 @@ __all__ = [
     "merge_into",
     "open_repository",
     "prepare_commit",
+    "prune_worktrees",
     "push",
     "remove_worktree",
+    "remove_worktree_dir",
     "reset_hard",
     "start_commit",
 ]
@@ -171,7 +173,13 @@ def add_worktree(repo: Repo, path: Path, ref: bytes, identifier: str) -> Repo:
 
 
 def remove_worktree(repo: Repo, path: Path) -> None:
-    """Remove a worktree's directory and its control directory in the repository."""
+    """Remove a worktree's directory and its control directory in ``repo``."""
+    remove_worktree_dir(path, Path(repo.controldir()) / "worktrees")
+
+
+def remove_worktree_dir(path: Path, controls: Path | None = None) -> None:
+    """Remove a worktree's directory and the control directory its ``.git`` file names,
+    when that lies in a repository's ``worktrees/`` (or in ``controls`` when given)."""
     gitfile = path / ".git"
     control: Path | None = None
     if gitfile.is_file():
@@ -182,8 +190,17 @@ def remove_worktree(repo: Repo, path: Path) -> None:
                 control = (path / control).resolve()
     if path.exists():
         shutil.rmtree(path)
-    if control is not None and control.parent == Path(repo.controldir()) / "worktrees":
+    if control is None:
+        return
+    if control.parent == controls or (controls is None and control.parent.name == "worktrees"):
         shutil.rmtree(control, ignore_errors=True)
+
+
+def prune_worktrees(repo: Repo) -> None:
+    """Forget the worktrees of ``repo`` whose directory is gone (``git worktree prune``)."""
+    from dulwich.worktree import prune_worktrees as prune
+
+    prune(repo)
 
 
 def changed_paths(worktree: Repo, *, untracked: bool = True) -> list[str]:

@@ -39,21 +39,28 @@ from orchestra.events import (
 from orchestra.workspace import git
 from orchestra.workspace.messages import CommitMessages, trailers
 
-__all__ = ["SessionWorkspaces", "StageWorktrees", "branch_name", "worktree_key"]
+__all__ = [
+    "SessionWorkspaces",
+    "StageWorktrees",
+    "branch_name",
+    "safe_name",
+    "worktree_key",
+]
 
 Emit = Callable[[Event], Awaitable[None]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """``text`` as a piece of a git branch name (a graph or branch id)."""
     return _UNSAFE.sub("-", text).strip("-.") or "pipeline"
 
 
 def branch_name(repo: RepoConfig, pipeline: str, session_id: str, branch: str | None) -> str:
     """``orchestra/review/12``, or ``orchestra/review/12-security`` for a parallel branch
     (git cannot hold both ``…/12`` and ``…/12/security``: one ref cannot be a directory)."""
-    name = f"{repo.branch_prefix}{_safe(pipeline)}/{session_id}"
-    return f"{name}-{_safe(branch)}" if branch else name
+    name = f"{repo.branch_prefix}{safe_name(pipeline)}/{session_id}"
+    return f"{name}-{safe_name(branch)}" if branch else name
 
 
 def worktree_key(repo: str, branch: str | None) -> str:
@@ -158,7 +165,7 @@ class SessionWorkspaces:
         handle = self._handles[name]
         ref = b"refs/heads/" + branch_name(repo, self.pipeline, self.session_id, branch).encode()
         path = self._path(name, branch)
-        identifier = _safe(f"orchestra-{self.session_id}-{branch or 'session'}-{name}")
+        identifier = safe_name(f"orchestra-{self.session_id}-{branch or 'session'}-{name}")
 
         def checkout() -> tuple[_Worktree, bool, bool]:
             start = at or git.start_commit(name, handle)
@@ -202,7 +209,7 @@ class SessionWorkspaces:
     def _path(self, name: str, branch: str | None) -> Path:
         if branch is None:
             return self.directory / "session" / name
-        return self.directory / "branches" / _safe(branch) / name
+        return self.directory / "branches" / safe_name(branch) / name
 
     # what stages see ------------------------------------------------------------------------
 
