@@ -143,8 +143,6 @@ class Progress:
         self._open_line: str | None = None
         self._started_line: dict[str, str] = {}
         self._block: _FanOutBlock | None = None
-        #: lines about the run that arrive before its header (the session's git branches)
-        self._before_header: list[str] | None = []
 
     def echo(self, text: str, *, opens: str | None = None) -> None:
         if self.quiet:
@@ -217,9 +215,6 @@ class Progress:
             + f"  session {event.session_id}"
             + (f"  goal: {event.goal}" if event.goal else "")
         )
-        for line in self._before_header or ():
-            self.echo(line)
-        self._before_header = None
 
     def _on_StageStarted(self, event: StageStarted) -> None:
         self.width = max(self.width, len(event.node_id or ""))
@@ -358,11 +353,7 @@ class Progress:
 
     def _on_SessionBranchCreated(self, event: SessionBranchCreated) -> None:
         note = f" ({event.note})" if event.note else ""
-        line = click.style(f"  branch {event.branch} in {event.repo}{note}", dim=True)
-        if self._before_header is not None:
-            self._before_header.append(line)
-        else:
-            self.echo(line)
+        self.echo(click.style(f"  branch {event.branch} in {event.repo}{note}", dim=True))
 
     def _on_AgentCommitCreated(self, event: AgentCommitCreated) -> None:
         if event.branch is not None:

@@ -129,6 +129,8 @@ class Runner:
             )
         )
         self._write_manifest()
+        if self.workspaces is not None:
+            await self.workspaces.announce()
         try:
             outcome = await self._traverse()
             await self._mirror.close()

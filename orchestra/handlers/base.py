@@ -95,6 +95,11 @@ class Workspaces(Protocol):
 
     def for_stage(self, node_id: str, branch: str | None) -> StageWorkspace: ...
 
+    async def announce(self) -> None:
+        """Called once the run has started (after ``PipelineStarted``): emit the events of
+        checking the worktrees out."""
+        ...
+
     async def fork(
         self, node_id: str, parent: str | None, branches: Sequence[str], keep: Sequence[str]
     ) -> None:

@@ -98,6 +98,8 @@ class SessionWorkspaces:
         #: ``workspace.tools``: per repository, tool name -> shell command
         self.tools = {name: dict(commands) for name, commands in (tools or {}).items()}
         self.session_id = ""
+        #: events of checking out, held until ``announce`` (the run's start comes first)
+        self._held: list[Event] | None = []
         self._handles: dict[str, Repo] = {}
         self._trees: dict[str, _Worktree] = {}
         self._changes: dict[str, str] = {}
@@ -185,7 +187,7 @@ class SessionWorkspaces:
         self._changes[key] = sha
         ref_name = ref.decode().removeprefix("refs/heads/")
         if created and branch is None:
-            await self.emit(
+            await self._emit(
                 SessionBranchCreated(
                     session_id=self.session_id,
                     repo=name,
@@ -195,7 +197,7 @@ class SessionWorkspaces:
                 )
             )
         if not existed:
-            await self.emit(
+            await self._emit(
                 WorktreeCreated(
                     session_id=self.session_id,
                     repo=name,
@@ -205,6 +207,17 @@ class SessionWorkspaces:
                 )
             )
         return tree
+
+    async def announce(self) -> None:
+        held, self._held = self._held or [], None
+        for event in held:
+            await self.emit(event)
+
+    async def _emit(self, event: Event) -> None:
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            await self.emit(event)
 
     def _path(self, name: str, branch: str | None) -> Path:
         if branch is None:
@@ -317,7 +330,7 @@ class SessionWorkspaces:
             )
         key = worktree_key(tree.repo, tree.branch)
         self._changes[key] = sha.decode()
-        await self.emit(
+        await self._emit(
             AgentCommitCreated(
                 session_id=self.session_id,
                 node_id=node_id,
@@ -375,7 +388,7 @@ class SessionWorkspaces:
                 )
             )
         if result.sha is None:
-            await self.emit(
+            await self._emit(
                 MergeConflict(
                     session_id=self.session_id,
                     node_id=node_id,
@@ -389,7 +402,7 @@ class SessionWorkspaces:
         if not result.merged:
             return {}
         self._changes[worktree_key(target.repo, target.branch)] = result.sha.decode()
-        await self.emit(
+        await self._emit(
             WorktreeMerged(
                 session_id=self.session_id,
                 node_id=node_id,
@@ -434,7 +447,7 @@ class SessionWorkspaces:
             try:
                 await anyio.to_thread.run_sync(git.push, self._handles[name], remote, tree.ref)
             except RepositoryError as err:
-                await self.emit(
+                await self._emit(
                     PushFailed(
                         session_id=self.session_id,
                         repo=name,
@@ -445,7 +458,7 @@ class SessionWorkspaces:
                 )
                 continue
             self._pushed[name] = sha
-            await self.emit(
+            await self._emit(
                 SessionBranchPushed(
                     session_id=self.session_id, repo=name, branch=ref_name, remote=remote, sha=sha
                 )

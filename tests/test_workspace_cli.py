@@ -1,0 +1,277 @@
+"""Git workspaces through the command line: SIGKILL and resume, and `orchestra cleanup`.
+
+A project repository is configured in orchestra.yaml; tool nodes change its tracked files in
+the session's worktrees. A blocking tool announces through a FIFO (read with a time limit,
+so a run that dies early fails the test instead of hanging it) that it is running, and the
+test kills the run with SIGKILL. `orchestra resume` must then end with the same branch
+history as an uninterrupted run, leave no worktree behind, and `git fsck` must pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dulwich.objects import Commit
+from dulwich.repo import Repo
+
+from tests.workspaces import branch_commits, branch_files, branches, git_cli, make_repo
+
+ORCHESTRA = Path(sys.executable).with_name("orchestra")
+
+STEP = 'shape=parallelogram, tool_command="echo {id} >> {file}; echo {id} >> $TRACE"'
+BLOCKING = (
+    'shape=parallelogram, tool_command="echo {id} >> {file}; echo {id} >> $TRACE; '
+    'if [ \\"$GO\\" != 1 ]; then echo $$ > $READY; sleep 60; fi"'
+)
+
+PIPELINE = f"""
+digraph ws {{
+    start [shape=Mdiamond]
+    exit  [shape=Msquare]
+    one   [{STEP.format(id="one", file="one.txt")}]
+    fan   [shape=component, max_parallel=1]
+    a     [{STEP.format(id="a", file="a.txt")}]
+    b     [{STEP.format(id="b", file="b.txt")}]
+    c     [{{c}}]
+    join  [shape=tripleoctagon]
+    two   [{{two}}]
+    start -> one -> fan
+    fan -> a -> join
+    fan -> b -> join
+    fan -> c -> join
+    join -> two -> exit
+}}
+"""
+
+STORE_ENV: dict[str, str] = {}
+
+
+def pipeline(block_at: str) -> str:
+    nodes = {"c": ("c", "c.txt"), "two": ("two", "one.txt")}
+    filled = {
+        key: (BLOCKING if key == block_at else STEP).format(id=node, file=file)
+        for key, (node, file) in nodes.items()
+    }
+    return PIPELINE.replace("{c}", filled["c"]).replace("{two}", filled["two"])
+
+
+def project(tmp_path: Path, name: str, source: str) -> Path:
+    """A directory with orchestra.yaml, pipeline.dot and the repository ``proj``."""
+    directory = tmp_path / name
+    files = {f"{n}.txt": f"{n}\n" for n in ("one", "a", "b", "c")}
+    make_repo(directory / "proj", files)
+    (directory / "orchestra.yaml").write_text("workspace:\n  repos:\n    proj:\n      path: proj\n")
+    (directory / "pipeline.dot").write_text(source)
+    return directory
+
+
+def environment(cwd: Path, go: bool) -> dict[str, str]:
+    return {
+        **os.environ,
+        **STORE_ENV,
+        "GO": "1" if go else "0",
+        "TRACE": str(cwd / "trace.txt"),
+        "READY": str(cwd / "ready.fifo"),
+    }
+
+
+def orchestra(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ORCHESTRA), *args],
+        cwd=cwd,
+        env=environment(cwd, go=True),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def read_fifo(path: Path, process: subprocess.Popen[str]) -> int:
+    """The pid the blocking tool writes to the FIFO; fails (never hangs) if the run ends or
+    takes over 60 s to get there."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(path.read_text()), daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    if not got:
+        process.kill()
+        with open(path, "w"):  # let the reader go
+            pass
+        pytest.fail(f"the blocking node never ran; the run said: {process.communicate()[0]}")
+    return int(got[0].strip())
+
+
+def kill_mid_run(cwd: Path) -> str:
+    os.mkfifo(cwd / "ready.fifo")
+    process = subprocess.Popen(
+        [str(ORCHESTRA), "run", "pipeline.dot", "--json"],
+        cwd=cwd,
+        env=environment(cwd, go=False),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = json.loads(process.stdout.readline())
+    assert first["event"] == "PipelineStarted"
+    tool_pid = read_fifo(cwd / "ready.fifo", process)
+    process.kill()
+    process.wait()
+    os.killpg(tool_pid, signal.SIGKILL)
+    return str(first["session_id"])
+
+
+def run_clean(cwd: Path) -> str:
+    """Run pipeline.dot uninterrupted; its session branch."""
+    done = orchestra("run", "pipeline.dot", "--json", cwd=cwd)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return f"orchestra/ws/{json.loads(done.stdout.splitlines()[0])['session_id']}"
+
+
+def history(repo: Path, branch: str) -> list[tuple[str, str, int]]:
+    """Each commit's author, subject and number of parents, sorted: what must match between
+    a resumed run and an uninterrupted one (SHAs, and the order of commits made within the
+    same second, differ by their times), the session's own branch name left out."""
+    return sorted(
+        (
+            c.author.decode(),
+            c.message.decode().splitlines()[0].replace(branch, "SESSION"),
+            len(c.parents),
+        )
+        for c in branch_commits(repo, branch)
+    )
+
+
+def worktrees(repo: Path) -> list[str]:
+    """The worktrees `git worktree list` knows, by path."""
+    listed = git_cli(repo, "worktree", "list", "--porcelain").splitlines()
+    return [line.removeprefix("worktree ") for line in listed if line.startswith("worktree ")]
+
+
+@pytest.fixture(autouse=True, params=["embedded", "cxdb"])
+def _store(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.param == "cxdb":
+        STORE_ENV["CXDB_URL"] = request.getfixturevalue("cxdb_process")
+    try:
+        yield
+    finally:
+        STORE_ENV.clear()
+
+
+class TestKilledRunResumes:
+    @pytest.mark.parametrize("block_at", ["c", "two"])
+    def test_resume_ends_with_the_uninterrupted_history(
+        self, tmp_path: Path, block_at: str
+    ) -> None:
+        """SIGKILL inside a fan-out branch (c) or after the merge (two), then resume: the
+        session branch has the same commits and files as an uninterrupted run, no worktree
+        is left, and git fsck passes."""
+        clean = project(tmp_path, "clean", pipeline(block_at))
+        expected = run_clean(clean)
+
+        crashed = project(tmp_path, "crashed", pipeline(block_at))
+        session = kill_mid_run(crashed)
+        resumed = orchestra("resume", session, "--quiet", cwd=crashed)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+        branch = f"orchestra/ws/{session}"
+        assert branch_files(crashed / "proj", branch) == branch_files(clean / "proj", expected)
+        assert history(crashed / "proj", branch) == history(clean / "proj", expected)
+        assert worktrees(crashed / "proj") == [str(crashed / "proj")]  # the user's own only
+        assert not (crashed / ".orchestra" / "worktrees" / session).exists()
+        assert branches(crashed / "proj") == ["main", branch]
+        git_cli(crashed / "proj", "fsck", "--strict")
+
+    def test_a_kill_in_the_middle_of_a_commit_leaves_nothing_behind(self, tmp_path: Path) -> None:
+        """What a kill during a commit or a merge leaves (lock files, a half-written file,
+        the branch moved to a commit no turn recorded) is undone by resume: the history is
+        the uninterrupted one."""
+        clean = project(tmp_path, "clean", pipeline("two"))
+        expected = run_clean(clean)
+
+        crashed = project(tmp_path, "crashed", pipeline("two"))
+        session = kill_mid_run(crashed)
+        repo_path = crashed / "proj"
+        worktree = crashed / ".orchestra" / "worktrees" / session / "session" / "proj"
+        ref = f"refs/heads/orchestra/ws/{session}"
+        with Repo(str(repo_path)) as repo:
+            head = repo.refs[ref.encode()]
+            parent = repo[head]
+            assert isinstance(parent, Commit)
+            stray = Commit()
+            stray.tree, stray.parents = parent.tree, [head]
+            stray.author = stray.committer = b"x <x@x>"
+            stray.commit_time = stray.author_time = 0
+            stray.commit_timezone = stray.author_timezone = 0
+            stray.message = b"a commit no turn recorded\n"
+            repo.object_store.add_object(stray)
+            repo.refs[ref.encode()] = stray.id
+        control = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
+        (control / "index.lock").write_bytes(b"half an index")
+        (repo_path / ".git" / (ref + ".lock")).write_text("half a ref")
+        (worktree / "one.txt").write_text("half-writ")
+
+        resumed = orchestra("resume", session, "--quiet", cwd=crashed)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        branch = f"orchestra/ws/{session}"
+        assert history(repo_path, branch) == history(clean / "proj", expected)
+        assert branch_files(repo_path, branch) == branch_files(clean / "proj", expected)
+        git_cli(repo_path, "fsck", "--strict")
+
+
+class TestCleanup:
+    def test_keeps_what_runs_and_what_can_resume(self, tmp_path: Path) -> None:
+        """While a session runs, cleanup keeps its worktree and branch; once it has crashed
+        its worktree goes but its branch stays (resumable), and resume still works; once it
+        has finished, an --older-than 0s cleanup removes its branch. --dry-run removes
+        nothing."""
+        directory = project(tmp_path, "work", pipeline("two"))
+        os.mkfifo(directory / "ready.fifo")
+        process = subprocess.Popen(
+            [str(ORCHESTRA), "run", "pipeline.dot", "--quiet"],
+            cwd=directory,
+            env=environment(directory, go=False),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        tool_pid = read_fifo(directory / "ready.fifo", process)
+        running = orchestra("cleanup", "--older-than", "0s", "--json", cwd=directory)
+        report = json.loads(running.stdout)
+        assert report["removed_worktrees"] == report["removed_branches"] == []
+        assert any("session 1 is running" in kept for kept in report["kept"])
+
+        process.kill()
+        process.wait()
+        os.killpg(tool_pid, signal.SIGKILL)
+        dry = orchestra("cleanup", "--older-than", "0s", "--dry-run", cwd=directory)
+        assert "would remove worktree" in dry.stdout
+        assert (directory / ".orchestra" / "worktrees" / "1").is_dir()
+        crashed = json.loads(
+            orchestra("cleanup", "--older-than", "0s", "--json", cwd=directory).stdout
+        )
+        assert len(crashed["removed_worktrees"]) == 1
+        assert crashed["removed_branches"] == []
+        assert "orchestra/ws/1" in branches(directory / "proj")
+
+        assert orchestra("resume", "1", "--quiet", cwd=directory).returncode == 0
+        finished = json.loads(
+            orchestra("cleanup", "--older-than", "0s", "--json", cwd=directory).stdout
+        )
+        assert finished["removed_branches"] == ["proj: orchestra/ws/1"]
+        assert branches(directory / "proj") == ["main"]
+
+    def test_young_branches_stay(self, tmp_path: Path) -> None:
+        """The default limit (7 days) keeps a branch made a moment ago, and says why."""
+        directory = project(tmp_path, "work", pipeline("none"))
+        assert orchestra("run", "pipeline.dot", "--quiet", cwd=directory).returncode == 0
+        result = orchestra("cleanup", cwd=directory)
+        assert result.returncode == 0
+        assert "kept proj: orchestra/ws/1: newer than the limit" in result.stdout
+        assert branches(directory / "proj") == ["main", "orchestra/ws/1"]
