@@ -209,7 +209,9 @@ class Pipeline:
         from orchestra.workspace import CommitMessages, SessionWorkspaces
         from orchestra.workspace.cleanup import worktrees_directory
 
-        summarise = self._configured.commit_summariser() if self._configured else None
+        # The configured backend knows the cheap tier and holds the client to call it with.
+        summariser = getattr(self.backend, "commit_summariser", None)
+        summarise = summariser() if callable(summariser) else None
         workspaces = SessionWorkspaces(
             self.config.workspace.repos,
             pipeline=self.graph.name,
@@ -284,6 +286,7 @@ async def resume(
     turn: int | None = None,
     on_event: EventCallback | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    config: Config | None = None,
 ) -> RunResult:
     """Continue a crashed or interrupted session from its last checkpoint, in its own run
     directory. Refuses a finished session, and one whose DOT file changed since it began
@@ -294,8 +297,12 @@ async def resume(
     not: the session is forked there (the original is kept as it is) and the node goes on
     from its conversation as of that turn. Tool calls whose results are recorded at or
     before the turn do not run again; any asked for and not yet answered by then do. The
-    fork writes into the original's run directory; ``RunResult.session_id`` is its id."""
-    how = _How(backend, interviewer, handlers, force, on_event, sleep)
+    fork writes into the original's run directory; ``RunResult.session_id`` is its id.
+
+    ``config`` as for ``Pipeline.load`` (default: the ``orchestra.yaml`` found from the
+    pipeline's file). In a git workspace the worktrees are put back where the session's
+    last recorded turn left them (with ``turn``, that turn: the fork's branch starts there)."""
+    how = _How(backend, interviewer, handlers, force, on_event, sleep, config)
     async with _given_or_configured(store) as opened:
         return await _resume(opened, session_id, how, turn)
 
@@ -324,13 +331,16 @@ async def replay(
     logs_root: str | os.PathLike[str] | None = None,
     on_event: EventCallback | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    config: Config | None = None,
 ) -> RunResult:
     """Fork a session at one of its checkpoints and run the fork from there, as a new
     session with its own run directory (``.orchestra/runs/NEW`` unless ``logs_root``). The
     fork shares the original's turns up to that checkpoint (on CXDB an O(1) fork, nothing
     copied); the original session is untouched. ``orchestra status SESSION --detail`` lists
-    the checkpoint turn ids. The DOT file check is as for ``resume``."""
-    how = _How(backend, interviewer, handlers, force, on_event, sleep)
+    the checkpoint turn ids. The DOT file check is as for ``resume``. In a git workspace the
+    fork works on a branch of its own, made at the worktree heads of that checkpoint; the
+    original's branch is left as it is."""
+    how = _How(backend, interviewer, handlers, force, on_event, sleep, config)
     root = Path(logs_root) if logs_root is not None else None
     async with _given_or_configured(store) as opened:
         return await _replay(opened, session_id, checkpoint_turn, root, how)
@@ -406,6 +416,7 @@ class _How:
     force: bool
     on_event: EventCallback | None
     sleep: Callable[[float], Awaitable[None]]
+    config: Config | None = None
 
 
 @contextlib.asynccontextmanager
@@ -429,6 +440,7 @@ async def _continue(store: Store, state: SessionState, logs_root: Path, how: _Ho
         source,
         variables=state.variables,
         store=store,
+        config=how.config,
         backend=how.backend,
         interviewer=how.interviewer,
         handlers=how.handlers,

@@ -68,11 +68,15 @@ class TestTypes:
         assert (total.input_tokens, total.output_tokens, total.total_tokens) == (11, 7, 18)
         assert (total.reasoning_tokens, total.cache_read_tokens) == (None, 3)
 
-    @pytest.mark.parametrize("name", ["1tool", "has space", "x" * 65, ""])
+    @pytest.mark.parametrize("name", ["1tool", "has space", "x" * 65, "", "-x", "a.b"])
     def test_tool_names_are_checked_when_defined(self, name: str) -> None:
-        """A tool name must start with a letter, use letters, digits or _, and fit 64."""
+        """A tool name must start with a letter, use letters, digits, _ or -, and fit 64."""
         with pytest.raises(ValueError, match="tool name"):
             ToolDefinition(name, "does things")
+
+    def test_a_hyphen_is_allowed_after_the_first_letter(self) -> None:
+        """Repository tools are named like app__run-tests, which every provider accepts."""
+        assert ToolDefinition("app__run-tests", "runs the tests").name == "app__run-tests"
 
     def test_tool_parameters_must_describe_an_object(self) -> None:
         """A schema whose root is not an object is refused with the tool's name."""

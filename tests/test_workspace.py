@@ -271,7 +271,7 @@ class TestParallelAgents:
         fan-in is PARTIAL_SUCCESS with the conflict text in parallel.merge_conflicts, and
         the graph routes to the resolver. Nothing is silently overwritten."""
         config = config_with({"app": app}, **vars_of(SCRIPTED))
-        scripts = {n: writes(n, "result.txt", f"branch {n}\n") for n in "abc"}
+        scripts = {f"[{n}]": writes(n, "result.txt", f"branch {n}\n") for n in "abc"}
         result, events = await run(FAN_OUT, config, store, backend=agents(config, scripts))
         assert result.completed_nodes == ("start", "fan", "join", "resolve", "exit")  # type: ignore[attr-defined]
         conflicts = result.context["parallel.merge_conflicts"]["app"]  # type: ignore[attr-defined]
@@ -288,7 +288,7 @@ class TestParallelAgents:
         """Three agents writing their own files: all three reach the session branch, each
         commit authored by its agent and model; the branch worktrees and refs are gone."""
         config = config_with({"app": app}, **vars_of(SCRIPTED))
-        scripts = {n: writes(n, f"{n}.txt", f"from {n}\n") for n in "abc"}
+        scripts = {f"[{n}]": writes(n, f"{n}.txt", f"from {n}\n") for n in "abc"}
         result, events = await run(FAN_OUT, config, store, backend=agents(config, scripts))
         assert result.completed_nodes == ("start", "fan", "join", "exit")  # type: ignore[attr-defined]
         files = branch_files(app, "orchestra/review/1")
@@ -312,7 +312,7 @@ class TestParallelAgents:
         read = ToolCall("r1", "read_file", {"file_path": "app.py"})
         usage = Usage(1, 1)
         script = {
-            "a": [
+            "[a]": [
                 model_calls(read, usage=usage, model="claude-sonnet-4-5", provider="anthropic"),
                 model_says("read it", usage=usage, model="claude-sonnet-4-5", provider="anthropic"),
             ]

@@ -114,19 +114,25 @@ def config_with(repos: Mapping[str, Path | RepoConfig], **settings: object) -> C
 
 
 class NodeModel:
-    """A provider adapter answering each agent from its own script, found by a ``[node]``
-    marker in the agent's prompt: parallel agents ask in any order."""
+    """A provider adapter answering each conversation from its own script, chosen by a
+    marker its first user message holds (``[a]`` in agent a's prompt): parallel agents ask
+    in any order. A step is a ``Response`` or an exception to raise. Keeps every request."""
 
     name = "anthropic"
 
-    def __init__(self, scripts: Mapping[str, Sequence[Response]]) -> None:
-        self.scripts = {node: list(steps) for node, steps in scripts.items()}
+    def __init__(self, scripts: Mapping[str, Sequence[Response | Exception]]) -> None:
+        self.scripts = {marker: list(steps) for marker, steps in scripts.items()}
+        self.requests: list[Request] = []
 
     async def complete(self, request: Request) -> Response:
+        self.requests.append(request)
         opening = next(m.text for m in request.messages if m.role.value == "user")
-        for node, steps in self.scripts.items():
-            if f"[{node}]" in opening:
-                return steps.pop(0)
+        for marker, steps in self.scripts.items():
+            if marker in opening:
+                step = steps.pop(0)
+                if isinstance(step, Exception):
+                    raise step
+                return step
         raise AssertionError(f"no script for the prompt {opening!r}")
 
     async def close(self) -> None:

@@ -30,7 +30,9 @@ __all__ = [
     "Usage",
 ]
 
-_TOOL_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+#: the spec's letters, digits and '_', plus '-', which Anthropic, OpenAI and Gemini all
+#: accept and repository tools (``app__run-tests``) use
+_TOOL_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]*$")
 
 
 class Role(enum.Enum):
@@ -137,7 +139,7 @@ class Message:
 def _check_tool_name(instance: ToolDefinition, attribute: Any, value: str) -> None:
     if not _TOOL_NAME.match(value) or len(value) > 64:
         raise ValueError(
-            f"tool name {value!r}: expected a letter, then letters, digits or '_' (64 at most)"
+            f"tool name {value!r}: expected a letter, then letters, digits, '_' or '-' (64 at most)"
         )
 
 
