@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from dulwich.repo import Repo
 from tests.workspaces import branch_commits, branch_files, branches, git_cli, make_repo
 
 ORCHESTRA = Path(sys.executable).with_name("orchestra")
+EXAMPLE = Path(__file__).parent.parent / "examples" / "workspace-demo"
 
 STEP = 'shape=parallelogram, tool_command="echo {id} >> {file}; echo {id} >> $TRACE"'
 BLOCKING = (
@@ -275,3 +277,39 @@ class TestCleanup:
         assert result.returncode == 0
         assert "kept proj: orchestra/ws/1: newer than the limit" in result.stdout
         assert branches(directory / "proj") == ["main", "orchestra/ws/1"]
+
+
+class TestExample:
+    def test_the_workspace_demo_runs_without_a_key(self, tmp_path: Path) -> None:
+        """examples/workspace-demo, set up and run as its README says with no provider key,
+        leaves a session branch whose commits carry trailers, and project/ exactly as it
+        was (git status and HEAD)."""
+        demo = tmp_path / "workspace-demo"
+        shutil.copytree(EXAMPLE, demo, ignore=shutil.ignore_patterns("project", ".orchestra"))
+        setup = subprocess.run(
+            [sys.executable, str(demo / "setup.py")], capture_output=True, text=True, check=False
+        )
+        assert setup.returncode == 0, setup.stderr
+        project = demo / "project"
+        before = (git_cli(project, "status", "--porcelain"), git_cli(project, "rev-parse", "HEAD"))
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        done = subprocess.run(
+            [str(ORCHESTRA), "run", str(demo / "add-tests.dot")],
+            cwd=tmp_path,
+            env={**env, **STORE_ENV},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        session = done.stdout.split("session ")[1].split()[0]
+        assert f"branch: orchestra/add_tests/{session} in project" in done.stdout
+        log = git_cli(
+            project,
+            "log",
+            "--format=%an|%s|%(trailers:key=Orchestra-Node,valueonly)",
+            f"orchestra/add_tests/{session}",
+        )
+        assert "work (simulation)|chore(work): update simulated/work.md|work" in log
+        after = (git_cli(project, "status", "--porcelain"), git_cli(project, "rev-parse", "HEAD"))
+        assert after == before
