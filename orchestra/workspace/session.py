@@ -38,10 +38,10 @@ from orchestra.events import (
 )
 from orchestra.workspace import git
 from orchestra.workspace.messages import CommitMessages, trailers
+from orchestra.workspace.stage import StageWorktrees
 
 __all__ = [
     "SessionWorkspaces",
-    "StageWorktrees",
     "branch_name",
     "safe_name",
     "worktree_key",
@@ -166,7 +166,7 @@ class SessionWorkspaces:
         repo = self.repos[name]
         handle = self._handles[name]
         ref = b"refs/heads/" + branch_name(repo, self.pipeline, self.session_id, branch).encode()
-        path = self._path(name, branch)
+        path = self.path_of(name, branch)
         identifier = safe_name(f"orchestra-{self.session_id}-{branch or 'session'}-{name}")
 
         def checkout() -> tuple[_Worktree, bool, bool]:
@@ -219,7 +219,8 @@ class SessionWorkspaces:
         else:
             await self.emit(event)
 
-    def _path(self, name: str, branch: str | None) -> Path:
+    def path_of(self, name: str, branch: str | None) -> Path:
+        """Where the worktree of repository ``name`` for ``branch`` is (or would be)."""
         if branch is None:
             return self.directory / "session" / name
         return self.directory / "branches" / safe_name(branch) / name
@@ -227,15 +228,8 @@ class SessionWorkspaces:
     # what stages see ------------------------------------------------------------------------
 
     def root(self, branch: str | None) -> Path:
-        base = self._path(next(iter(self.repos)), branch)
+        base = self.path_of(next(iter(self.repos)), branch)
         return base if len(self.repos) == 1 else base.parent
-
-    def branch_names(self) -> dict[str, str]:
-        """The session branch of each repository, by repository name."""
-        return {
-            name: branch_name(repo, self.pipeline, self.session_id, None)
-            for name, repo in self.repos.items()
-        }
 
     def describe(self) -> dict[str, dict[str, str]]:
         """Per repository: its path, the session branch and that branch's head."""
@@ -484,52 +478,3 @@ class SessionWorkspaces:
 
         await anyio.to_thread.run_sync(remove)
         self._trees.clear()
-
-
-class StageWorktrees:
-    """One stage's view of the session's worktrees (``StageWorkspace``)."""
-
-    def __init__(self, session: SessionWorkspaces, node_id: str, branch: str | None) -> None:
-        self.session = session
-        self.node_id = node_id
-        self.branch = branch
-
-    @property
-    def root(self) -> Path:
-        return self.session.root(self.branch)
-
-    @property
-    def worktrees(self) -> dict[str, Path]:
-        return {name: self.session._path(name, self.branch) for name in self.session.repos}
-
-    @property
-    def tools(self) -> dict[str, dict[str, str]]:
-        return self.session.tools
-
-    def locate(self, given: Path) -> Path | None:
-        for name, repo in self.session.repos.items():
-            base = repo.path.resolve()
-            if given == base or base in given.parents:
-                return self.session._path(name, self.branch) / given.relative_to(base)
-        if len(self.session.repos) > 1 and given.name in self.session.repos:
-            return self.session._path(given.name, self.branch)
-        return None
-
-    async def commit(
-        self,
-        paths: Sequence[str] | None,
-        *,
-        model: str = "",
-        turn: str = "",
-        untracked: bool = False,
-        summary: str = "",
-    ) -> None:
-        await self.session.commit(
-            self.node_id,
-            self.branch,
-            paths,
-            model=model,
-            turn=turn,
-            untracked=untracked,
-            summary=summary,
-        )
