@@ -43,13 +43,6 @@ digraph demo {
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> EmbeddedStore:
-    opened = await EmbeddedStore.open(tmp_path / ".orchestra" / "state.db")
-    yield opened  # type: ignore[misc]
-    await opened.close()
-
-
-@pytest.fixture
 def app(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "app", {"app.py": "print(1)\n", "README.md": "app\n"})
 
@@ -103,7 +96,7 @@ class TestSessionBranch:
         (app / "app.py").write_text("print('mine')\n")
         result, _ = await run(LINEAR, config_with({"app": app}), store)
         assert result.context["tool.output"] == "print(1)\nprint(2)\n"  # type: ignore[attr-defined]
-        worktree = tmp_path / ".orchestra" / "worktrees" / "1" / "session" / "app"
+        worktree = tmp_path / "worktrees" / "1" / "session" / "app"  # beside state.db
         assert not worktree.exists()
         assert not (app / "seen.txt").exists()
 

@@ -64,13 +64,6 @@ def write(path: str, text: str, call_id: str = "w") -> ToolCall:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> EmbeddedStore:
-    opened = await EmbeddedStore.open(tmp_path / ".orchestra" / "state.db")
-    yield opened  # type: ignore[misc]
-    await opened.close()
-
-
-@pytest.fixture
 def app(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "app", {"app.py": "print(1)\n"})
 
@@ -142,7 +135,7 @@ class TestRepositoryTools:
         result = model.requests[1].messages[-1].content[0].tool_result
         assert result is not None
         assert "print(1)" in result.content
-        assert "/.orchestra/worktrees/1/session/app" in result.content
+        assert "/worktrees/1/session/app" in result.content
         assert events.of(AgentCommitCreated) == []
 
 
