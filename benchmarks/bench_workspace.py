@@ -13,9 +13,11 @@
    timed whole; median of ``--rounds`` rounds, who goes first alternating.
 
 The repository (``--files`` files of ``--size`` bytes in ``--dirs`` directories) is made with
-dulwich in a temporary directory under the working directory; global and system git config
-are ignored by both sides. Without git on PATH only dulwich's figures print. ``--profile``
-then runs ``--commits`` more dulwich commits under cProfile and prints where they spend.
+dulwich in a temporary directory: the system's, or one under ``--dir`` (creating a file may
+cost several times more on one filesystem than on another, on both sides). Global and system
+git config are ignored by both sides. Without git on PATH only dulwich's figures print.
+``--profile`` then runs ``--commits`` more dulwich commits under cProfile and prints where
+they spend their time.
 
     uv run python benchmarks/bench_workspace.py [--files 300] [--commits 50] [--profile]
 """
@@ -55,6 +57,7 @@ def git(*args: str | bytes | Path) -> None:
 
 @contextlib.contextmanager
 def quiet_heap() -> Iterator[None]:
+    """As in bench_engine.py: what `orchestra run` does after loading."""
     gc.collect()
     gc.freeze()
     try:
@@ -215,11 +218,12 @@ def main() -> None:
     parser.add_argument("--worktrees", type=int, default=20, help="worktrees to merge")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of part 2 (median)")
     parser.add_argument("--profile", action="store_true", help="profile commit_paths too")
+    parser.add_argument("--dir", type=Path, help="where to make the temporary directory")
     args = parser.parse_args()
     os.environ.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
     cli = shutil.which("git") is not None
-    with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".bench-") as tmp:
-        root = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix=".bench-") as tmp:
+        root = Path(tmp).resolve()  # git -C DIR takes relative paths from DIR
         names = make_repository(root / "repo", args.files, args.dirs, args.size)
         repo = ws.open_repository("repo", root / "repo")
         start = ws.start_commit("repo", repo)
@@ -234,9 +238,10 @@ def main() -> None:
     git_version = "git not on PATH, so the git CLI baseline cannot be measured"
     if cli:
         git_version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
+        git_version = git_version.strip()
     print(
-        f"Repository: {args.files} files of about {args.size} bytes in {args.dirs} directories;"
-        f" dulwich {'.'.join(map(str, dulwich.__version__))}; {git_version.strip()}"
+        f"Repository: {args.files} files of about {args.size} bytes in {args.dirs} directories,"
+        f" under {root.parent}; dulwich {'.'.join(map(str, dulwich.__version__))}; {git_version}"
     )
     print(
         f"\n1. per-turn commit of a {args.changed}-file change, {args.commits} commits each,"
@@ -251,10 +256,10 @@ def main() -> None:
         )
     if "git" in commits:
         ratio = statistics.median(commits["dulwich"]) / statistics.median(commits["git"])
-        mean_ratio = statistics.mean(commits["dulwich"]) / statistics.mean(commits["git"])
+        mean = statistics.mean(commits["dulwich"]) / statistics.mean(commits["git"])
         print(
-            f"   dulwich / git = {ratio:.2f} (median), {mean_ratio:.2f} (mean); target (a per-turn"
-            f" commit costs at most the git CLI's): {'holds' if ratio <= 1 else 'DOES NOT HOLD'}"
+            f"   dulwich / git = {ratio:.2f} (median), {mean:.2f} (mean); target (a per-turn commit"
+            f" costs at most the git CLI's): {'holds' if ratio <= 1 else 'DOES NOT HOLD'}"
         )
     print(
         f"\n2. {args.worktrees} worktrees from one commit: create, commit a file in each, merge"

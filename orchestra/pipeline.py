@@ -30,6 +30,7 @@ from orchestra.store.base import Store, content_hash
 from orchestra.store.location import open_store
 from orchestra.transforms import TransformLike, apply_transforms
 from orchestra.validation import Diagnostic, LintRule, Severity, validate
+from orchestra.validation.rules import SHARED_WORKSPACE_RULE
 
 if TYPE_CHECKING:
     from orchestra.backends.configured import ConfiguredBackend
@@ -116,6 +117,8 @@ class Pipeline:
                 config = load_settings(Path(graph.path) if graph.path else None).config
         #: the configuration the run uses (its ``workspace.repos`` give the git worktrees)
         self.config: Config = config
+        if config.workspace.repos:  # every parallel branch has a worktree of its own
+            self.diagnostics = [d for d in self.diagnostics if d.rule != SHARED_WORKSPACE_RULE]
         self.interviewer = interviewer or AutoApproveInterviewer()
         self.handlers = handlers or default_registry()
         self.logs_root = Path(logs_root) if logs_root is not None else None

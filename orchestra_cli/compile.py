@@ -51,7 +51,7 @@ def compile_command(file: Path, as_json: bool, show: bool) -> None:
         _report_unreadable(err, name, as_json, show)
         sys.exit(EXIT_INVALID)
     graph = apply_transforms(parsed)
-    diagnostics = validate(graph)
+    diagnostics = _for_this_project(validate(graph), file)
     errors = sum(d.severity is Severity.ERROR for d in diagnostics)
     if as_json:
         payload: Any = [d.to_json(name) for d in diagnostics]
@@ -65,6 +65,26 @@ def compile_command(file: Path, as_json: bool, show: bool) -> None:
             _print_diagnostic(diagnostic, name)
         click.echo(_summary(diagnostics, name))
     sys.exit(EXIT_INVALID if errors else EXIT_OK)
+
+
+def _for_this_project(diagnostics: list[Diagnostic], file: Path) -> list[Diagnostic]:
+    """Without the warning on parallel agents sharing a directory when the nearest
+    orchestra.yaml gives them git worktrees (read only when that warning is there)."""
+    from orchestra.validation.rules import SHARED_WORKSPACE_RULE
+
+    if not any(d.rule == SHARED_WORKSPACE_RULE for d in diagnostics):
+        return diagnostics
+    from orchestra.config.load import find_config, load_config
+    from orchestra.errors import ConfigError
+
+    found = find_config(file.resolve().parent)
+    try:
+        repos = load_config(found).workspace.repos if found is not None else {}
+    except ConfigError:
+        return diagnostics  # `orchestra run` and `doctor` report the file's mistakes
+    if not repos:
+        return diagnostics
+    return [d for d in diagnostics if d.rule != SHARED_WORKSPACE_RULE]
 
 
 def _report_unreadable(

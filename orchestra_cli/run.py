@@ -207,6 +207,9 @@ def run_command(
                 logs_root=logs_root,
             )
             holder["pipeline"] = pipeline
+            if not (as_json or quiet):
+                for warning in pipeline.diagnostics:  # errors stopped the load already
+                    click.echo(click.style(warning.render(str(file)), fg="yellow"), err=True)
             _freeze_heap()
             return await pipeline.run(on_event=_listener(as_json, quiet))
         finally:

@@ -390,3 +390,69 @@ class TestPush:
 def vars_of(config: Config) -> dict[str, object]:
     """A Config's settings as keywords, to combine with repositories."""
     return {"backend": config.backend, "providers": config.providers}
+
+
+class TestWithoutRepositories:
+    SHARED = """
+    digraph shared {
+        start [shape=Mdiamond]; exit [shape=Msquare]
+        fan [shape=component]; join [shape=tripleoctagon]
+        a [prompt="[a] write"]; b [prompt="[b] write"]
+        start -> fan; fan -> a -> join; fan -> b -> join; join -> exit
+    }
+    """
+
+    def test_parallel_agents_get_a_lint_warning(self) -> None:
+        """A fan-out of agents that may write files is warned about at compile time; agents
+        that cannot write (direct) or have their own workspace= are not."""
+        from orchestra import prepare_pipeline
+        from orchestra.validation.rules import SHARED_WORKSPACE_RULE
+
+        _, found = prepare_pipeline(self.SHARED)
+        warning = next(d for d in found if d.rule == SHARED_WORKSPACE_RULE)
+        assert warning.node_id == "fan"
+        assert "(a, b) would share the working directory" in warning.message
+        assert "workspace.repos" in (warning.fix or "")
+        own = self.SHARED.replace('"[b] write"', '"[b] write", backend="direct"')
+        assert all(d.rule != SHARED_WORKSPACE_RULE for d in prepare_pipeline(own)[1])
+
+    def test_with_repositories_the_warning_is_dropped(self, app: Path) -> None:
+        """With workspace.repos, each branch has a worktree: the pipeline carries no
+        warning about sharing."""
+        pipeline = Pipeline.load(self.SHARED, config=config_with({"app": app}))
+        assert [d.rule for d in pipeline.diagnostics] == []
+
+    async def test_each_branch_agent_works_in_its_own_directory(
+        self, tmp_path: Path, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without repositories, the two agents writing result.txt each write their own,
+        under the run directory, and the working directory gets neither."""
+        monkeypatch.chdir(tmp_path)
+        scripts = {f"[{n}]": writes(n, "result.txt", f"branch {n}\n") for n in "ab"}
+        config = Config(**vars_of(SCRIPTED))  # type: ignore[arg-type]
+        result, _ = await run(
+            self.SHARED, config, store, backend=agents(config, scripts), logs_root=tmp_path / "run"
+        )
+        assert result.status == "success"  # type: ignore[attr-defined]
+        for n in "ab":
+            own = tmp_path / "run" / "branches" / n / "workspace" / "result.txt"
+            assert own.read_text() == f"branch {n}\n"
+        assert not (tmp_path / "result.txt").exists()
+
+    def test_compile_reads_orchestra_yaml_for_it(self, app: Path, tmp_path: Path) -> None:
+        """`orchestra compile` warns about sharing, unless the orchestra.yaml beside the
+        pipeline gives each branch a worktree."""
+        from click.testing import CliRunner
+
+        from orchestra_cli.main import cli
+
+        dot = tmp_path / "shared.dot"
+        dot.write_text(self.SHARED)
+        warned = CliRunner().invoke(cli, ["compile", str(dot)])
+        assert "warning parallel_shared_workspace" in warned.stdout
+        (tmp_path / "orchestra.yaml").write_text(
+            f"workspace:\n  repos:\n    app:\n      path: {app}\n"
+        )
+        quiet = CliRunner().invoke(cli, ["compile", str(dot)])
+        assert quiet.exit_code == 0
+        assert "valid, 0 errors, 0 warnings" in quiet.stdout

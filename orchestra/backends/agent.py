@@ -158,14 +158,22 @@ def prepare_call(
 
 def node_workspace(node: Node, stage: StageRun, default: Path | None) -> Path:
     """Where a node's agent works: its ``workspace=`` (a relative path is taken from the
-    pipeline file's directory), else ``default``, else the working directory. In a git
-    workspace the stage's worktree stands in: its root, a repository's worktree for
-    ``workspace=`` naming the repository (or its path, or a path inside it)."""
+    pipeline file's directory), else ``default``, else the working directory, except in a
+    parallel branch: there, ``RUN_DIR/branches/BRANCH/workspace``, so that parallel agents
+    never share a directory. In a git workspace the stage's worktree stands in: its root,
+    a repository's worktree for ``workspace=`` naming the repository (or its path, or a
+    path inside it)."""
     given = str(node.attrs.get("workspace") or "").strip()
     worktrees = stage.workspace
     if not given:
         if worktrees is not None:
             return worktrees.root
+        if default is None and stage.branch is not None:
+            # Parallel agents with no git worktrees must not share one directory (lint rule
+            # parallel_shared_workspace says so at compile time).
+            own = stage.logs_root / "branches" / stage.branch / "workspace"
+            own.mkdir(parents=True, exist_ok=True)
+            return own.resolve()
         return (default or Path.cwd()).resolve()
     if worktrees is not None and given in worktrees.worktrees:
         return worktrees.worktrees[given]

@@ -28,7 +28,14 @@ from orchestra.graph import SHAPE_HANDLER_TYPES, Edge, Graph, Node, SourceLocati
 from orchestra.transforms.stylesheet import parse_stylesheet
 from orchestra.validation.diagnostics import Diagnostic, Severity
 
-__all__ = ["BUILT_IN_HANDLER_TYPES", "BUILT_IN_RULES", "LintRule", "lint_rule"]
+__all__ = [
+    "BUILT_IN_HANDLER_TYPES",
+    "BUILT_IN_RULES",
+    "SHARED_WORKSPACE_RULE",
+    "LintRule",
+    "branch_agents",
+    "lint_rule",
+]
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 
@@ -385,6 +392,57 @@ def _prompt_on_llm_nodes(graph: Graph) -> Iterable[Diagnostic]:
             )
 
 
+#: the rule that warns of parallel agents sharing one directory; a run with
+#: ``workspace.repos`` configured drops it (each branch then has its own git worktree)
+SHARED_WORKSPACE_RULE = "parallel_shared_workspace"
+#: backends whose stages cannot write files
+_NO_WRITES = frozenset({"direct", "simulation"})
+
+
+def branch_agents(graph: Graph, fan_out: Node) -> list[str]:
+    """The LLM stages in a fan-out's branches (up to its fan-in) that may write files in the
+    shared working directory: not on a backend that cannot write, no ``workspace=`` of
+    their own."""
+    found: list[str] = []
+    seen = {fan_out.id}
+    queue = deque(edge.target for edge in graph.outgoing(fan_out.id))
+    while queue:
+        current = queue.popleft()
+        node = graph.nodes.get(current)
+        if current in seen or node is None or node.handler_type == "parallel.fan_in":
+            continue
+        seen.add(current)
+        backend = str(node.attrs.get("backend") or "")
+        if (
+            node.handler_type == "codergen"
+            and backend not in _NO_WRITES
+            and not str(node.attrs.get("workspace") or "").strip()
+        ):
+            found.append(node.id)
+        queue.extend(edge.target for edge in graph.outgoing(current))
+    return found
+
+
+@lint_rule(SHARED_WORKSPACE_RULE)
+def _parallel_shared_workspace(graph: Graph) -> Iterable[Diagnostic]:
+    for node in graph.nodes.values():
+        if node.handler_type != "parallel":
+            continue
+        agents = branch_agents(graph, node)
+        if len(agents) < 2:
+            continue
+        yield _node(
+            SHARED_WORKSPACE_RULE,
+            WARNING,
+            node,
+            f"the parallel agents of '{node.id}' ({', '.join(agents)}) would share the "
+            "working directory; without workspace.repos each branch works in a directory "
+            "of its own under the run directory, and sees none of the project's files",
+            fix="configure workspace.repos in orchestra.yaml to give each branch its own git "
+            "worktree of the project",
+        )
+
+
 _ALL_SCOPES: Mapping[str, Mapping[str, AttrType]] = {
     "graph": GRAPH_ATTRIBUTES,
     "node": NODE_ATTRIBUTES,
@@ -519,5 +577,6 @@ BUILT_IN_RULES: tuple[LintRule, ...] = (
     _retry_target_exists,
     _goal_gate_has_retry,
     _prompt_on_llm_nodes,
+    _parallel_shared_workspace,
     _attributes,
 )

@@ -8,9 +8,11 @@ callers run them in a worker thread. Failures are ``RepositoryError``s naming th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,7 +22,7 @@ import attrs
 from dulwich.errors import NotGitRepository
 from dulwich.graph import find_merge_base
 from dulwich.ignore import IgnoreFilterManager
-from dulwich.index import get_unstaged_changes
+from dulwich.index import Index, get_unstaged_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
@@ -229,11 +231,13 @@ class Change:
 
 
 def prepare_commit(
-    worktree: Repo, paths: Iterable[str] | None, untracked: bool = False
+    worktree: Repo, paths: Iterable[str] | None, untracked: bool = False, *, diff: bool = False
 ) -> Change | None:
     """Stage ``paths`` (relative to the worktree; a missing file is a deletion), or with
     None every changed tracked file; with ``untracked`` also every new file. Ignored paths
-    are left out, as ``git add`` leaves them. None when that changes nothing."""
+    are left out, as ``git add`` leaves them. None when that changes nothing. ``diff``
+    asks for the change's diff too (for a commit message), which costs a read of every
+    changed file's two versions."""
     wanted = set(paths or ())
     if paths is None or untracked:
         wanted.update(changed_paths(worktree, untracked=untracked))
@@ -241,21 +245,55 @@ def prepare_commit(
     staged = sorted(p for p in wanted if p and not _is_ignored(ignore, p))
     if not staged:
         return None
-    worktree.get_worktree().stage(staged)
-    tree = worktree.open_index().commit(worktree.object_store)
+    tree = _stage(worktree, staged)
     parent = worktree[worktree.refs[_HEAD]]
     assert isinstance(parent, Commit)
     if tree == parent.tree:
         return None
-    from dulwich.patch import write_tree_diff
-
-    diff = io.BytesIO()
-    write_tree_diff(diff, worktree.object_store, parent.tree, tree)
     files = tuple(
         os.fsdecode((change.new and change.new.path) or (change.old and change.old.path) or b"")
         for change in _tree_changes(worktree, parent.tree, tree)
     )
-    return Change(tree, files, diff.getvalue().decode("utf-8", errors="replace"))
+    text = ""
+    if diff:
+        from dulwich.patch import write_tree_diff
+
+        written = io.BytesIO()
+        write_tree_diff(written, worktree.object_store, parent.tree, ObjectID(tree))
+        text = written.getvalue().decode("utf-8", errors="replace")
+    return Change(tree, files, text)
+
+
+def _stage(worktree: Repo, paths: Sequence[str]) -> bytes:
+    """``git add`` of ``paths`` (as dulwich's ``WorkTree.stage``, reading the index once
+    instead of twice) and the id of the index's tree."""
+    from dulwich.index import blob_from_path_and_stat, index_entry_from_stat
+
+    config = worktree.get_config_stack()
+    index = worktree.open_index(config=config)
+    normalizer = worktree.get_blob_normalizer(config=config)
+    root = os.fsencode(worktree.path)
+    for path in paths:
+        encoded = os.fsencode(path)
+        full = os.path.join(root, encoded)
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            _unstage(index, encoded)
+            continue
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            _unstage(index, encoded)
+            continue
+        blob = normalizer.checkin_normalize(blob_from_path_and_stat(full, st), encoded)
+        worktree.object_store.add_object(blob)
+        index[encoded] = index_entry_from_stat(st, ObjectID(blob.id))
+    index.write()
+    return bytes(index.commit(worktree.object_store))
+
+
+def _unstage(index: Index, path: bytes) -> None:
+    with contextlib.suppress(KeyError):
+        del index[path]
 
 
 def finish_commit(worktree: Repo, tree: bytes, *, message: str, author: str) -> bytes:
@@ -310,7 +348,7 @@ def merge_into(worktree: Repo, theirs: bytes, *, message: str, author: str) -> M
     if theirs in bases:
         return MergeResult(ours, merged=False)
     if ours in bases:
-        reset_hard(worktree, theirs)
+        _advance(worktree, ours, theirs)
         return MergeResult(theirs, fast_forward=True)
     ours_commit, theirs_commit = worktree[ours], worktree[theirs]
     assert isinstance(ours_commit, Commit)
@@ -321,9 +359,29 @@ def merge_into(worktree: Repo, theirs: bytes, *, message: str, author: str) -> M
     worktree.object_store.add_object(tree)
     if conflicted:
         return MergeResult(None, {os.fsdecode(p): _text_at(worktree, tree, p) for p in conflicted})
-    sha = _commit(worktree, tree.id, message=message, author=author, extra_parents=(theirs,))
-    reset_hard(worktree, sha)
-    return MergeResult(sha)
+    merge = _merge_commit(worktree, tree.id, ours, theirs, message=message, author=author)
+    _advance(worktree, ours, merge)
+    return MergeResult(merge)
+
+
+def _advance(worktree: Repo, old: bytes, new: bytes) -> None:
+    """Move a clean worktree's branch from commit ``old`` to ``new``, writing only the files
+    that differ (a hard reset would compare every file of the tree)."""
+    from dulwich.index import update_working_tree
+
+    old_commit, new_commit = worktree[ObjectID(old)], worktree[ObjectID(new)]
+    assert isinstance(old_commit, Commit)
+    assert isinstance(new_commit, Commit)
+    changes = _tree_changes(worktree, old_commit.tree, new_commit.tree)
+    update_working_tree(
+        worktree,
+        old_commit.tree,
+        new_commit.tree,
+        change_iterator=iter(changes),
+        allow_overwrite_modified=True,
+    )
+    if not worktree.refs.set_if_equals(_HEAD, ObjectID(old), ObjectID(new)):
+        raise RepositoryError(Path(worktree.path).name, "the branch moved during a merge")
 
 
 def reset_hard(worktree: Repo, sha: bytes) -> None:
@@ -386,27 +444,41 @@ def _commit(
     assert isinstance(parent, Commit)
     if tree == parent.tree and not extra_parents:
         return head
+    commit = _new_commit(tree, [head, *extra_parents], message=message, author=author)
+    worktree.object_store.add_object(commit)
+    if not worktree.refs.set_if_equals(_HEAD, head, commit.id):
+        raise RepositoryError(
+            Path(worktree.path).name, "the branch moved while a commit was being made"
+        )
+    return bytes(commit.id)
+
+
+def _new_commit(tree: bytes, parents: Sequence[bytes], *, message: str, author: str) -> Commit:
     commit = Commit()
     commit.tree = ObjectID(tree)
-    commit.parents = [head, *(ObjectID(p) for p in extra_parents)]
+    commit.parents = [ObjectID(p) for p in parents]
     commit.author = author.encode("utf-8")
     commit.committer = f"Orchestra <{AUTHOR_EMAIL}>".encode()
     commit.commit_time = commit.author_time = int(time.time())
     commit.commit_timezone = commit.author_timezone = 0
     commit.encoding = b"UTF-8"
     commit.message = message.encode("utf-8")
-    worktree.object_store.add_object(commit)
-    if not worktree.refs.set_if_equals(_HEAD, head, commit.id):
-        raise RepositoryError(
-            Path(worktree.path).name, "the branch moved while a commit was being made"
-        )
-    return commit.id
+    return commit
 
 
 def _tree_changes(repo: Repo, old: bytes, new: bytes) -> list[TreeChange]:
     from dulwich.diff_tree import tree_changes
 
     return list(tree_changes(repo.object_store, ObjectID(old), ObjectID(new)))
+
+
+def _merge_commit(
+    worktree: Repo, tree: bytes, ours: bytes, theirs: bytes, *, message: str, author: str
+) -> bytes:
+    """A merge commit of ``ours`` and ``theirs`` with ``tree``, not yet on any branch."""
+    commit = _new_commit(tree, [ours, theirs], message=message, author=author)
+    worktree.object_store.add_object(commit)
+    return bytes(commit.id)
 
 
 def _text_at(repo: Repo, tree: Tree, path: bytes) -> str:

@@ -301,8 +301,9 @@ class SessionWorkspaces:
         summary: str,
     ) -> None:
         async with tree.lock:
+            wants_diff = self.messages.summarise is not None and not summary
             change = await anyio.to_thread.run_sync(
-                git.prepare_commit, tree.handle, paths, untracked
+                lambda: git.prepare_commit(tree.handle, paths, untracked, diff=wants_diff)
             )
             if change is None:
                 return
