@@ -456,3 +456,33 @@ class TestWithoutRepositories:
         quiet = CliRunner().invoke(cli, ["compile", str(dot)])
         assert quiet.exit_code == 0
         assert "valid, 0 errors, 0 warnings" in quiet.stdout
+
+
+class TestLocks:
+    async def test_a_stale_object_lock_is_cleared(self, app: Path, store: EmbeddedStore) -> None:
+        """A lock file a killed process left on an object the run must write is removed
+        (it is older than a minute) and the commit goes through."""
+        import os
+
+        from dulwich.objects import Blob
+
+        blob = Blob.from_string(b"print(1)\nprint(2)\n").id.decode()
+        lock = app / ".git" / "objects" / blob[:2] / f"{blob[2:]}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_bytes(b"half an object")
+        os.utime(lock, (0, 0))
+        result, _ = await run(LINEAR, config_with({"app": app}), store)
+        assert result.status == "success"  # type: ignore[attr-defined]
+        assert branch_files(app, "orchestra/demo/1")["app.py"] == "print(1)\nprint(2)\n"
+        assert not lock.exists()
+
+    async def test_parallel_agents_writing_the_same_content(
+        self, app: Path, store: EmbeddedStore
+    ) -> None:
+        """Three agents writing the same file with the same content at once: the commits do
+        not trip over each other's object locks, and the merges agree."""
+        config = config_with({"app": app}, **vars_of(SCRIPTED))
+        scripts = {f"[{n}]": writes(n, "same.txt", "identical\n") for n in "abc"}
+        result, _ = await run(FAN_OUT, config, store, backend=agents(config, scripts))
+        assert result.completed_nodes == ("start", "fan", "join", "exit")  # type: ignore[attr-defined]
+        assert branch_files(app, "orchestra/review/1")["same.txt"] == "identical\n"

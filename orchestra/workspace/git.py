@@ -54,6 +54,7 @@ __all__ = [
     "prepare_commit",
     "prune_worktrees",
     "push",
+    "remove_stale_lock",
     "remove_worktree",
     "remove_worktree_dir",
     "reset_hard",
@@ -310,6 +311,24 @@ def commit_paths(
     if change is None:
         return None
     return finish_commit(worktree, change.tree, message=message, author=author)
+
+
+#: a lock file this old was left by a killed process (git holds one for milliseconds)
+STALE_LOCK_SECONDS = 60.0
+
+
+def remove_stale_lock(path: str) -> bool:
+    """Remove the lock file at ``path`` if it is stale; True when it is gone (or was
+    already), so that the locked operation can be tried again."""
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return True
+    if age < STALE_LOCK_SECONDS:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
 
 
 def clear_stale_locks(worktree: Repo, ref: bytes) -> None:

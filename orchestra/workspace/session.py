@@ -16,12 +16,15 @@ handed to the engine through ``take_changes`` to be recorded with the next turn,
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import attrs
+from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
 from orchestra.config.model import RepoConfig
@@ -48,6 +51,7 @@ __all__ = [
 ]
 
 Emit = Callable[[Event], Awaitable[None]]
+T = TypeVar("T")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -101,6 +105,9 @@ class SessionWorkspaces:
         #: events of checking out, held until ``announce`` (the run's start comes first)
         self._held: list[Event] | None = []
         self._handles: dict[str, Repo] = {}
+        #: one git operation at a time per repository: parallel branches writing the same
+        #: object at once would trip over each other's lock files
+        self._git_locks: dict[str, anyio.Lock] = {name: anyio.Lock() for name in self.repos}
         self._trees: dict[str, _Worktree] = {}
         self._changes: dict[str, str] = {}
         self._pushed: dict[str, str] = {}
@@ -180,7 +187,7 @@ class SessionWorkspaces:
                 git.reset_hard(tree.handle, at)
             return tree, created, existed
 
-        tree, created, existed = await anyio.to_thread.run_sync(checkout)
+        tree, created, existed = await self._git(name, checkout)
         key = worktree_key(name, branch)
         self._trees[key] = tree
         sha = git.head_sha(handle, ref).decode()
@@ -207,6 +214,23 @@ class SessionWorkspaces:
                 )
             )
         return tree
+
+    async def _git(self, repo: str, operation: Callable[[], T]) -> T:
+        """Run a git operation on ``repo`` in a worker thread, one at a time per repository.
+        On a lock file held by another process (the user's own git, say) it waits and tries
+        again, for up to 5 s; a lock file left by a killed process (older than a minute:
+        git holds one for milliseconds) is removed first."""
+        async with self._git_locks[repo]:
+            for _ in range(25):
+                try:
+                    return await anyio.to_thread.run_sync(operation)
+                except FileLocked as err:
+                    locked = err
+                    if not git.remove_stale_lock(os.fsdecode(err.lockfilename)):
+                        await anyio.sleep(0.2)
+            raise RepositoryError(
+                repo, f"{os.fsdecode(locked.filename)} stayed locked by another process for 5 s"
+            )
 
     async def announce(self) -> None:
         held, self._held = self._held or [], None
@@ -302,8 +326,9 @@ class SessionWorkspaces:
     ) -> None:
         async with tree.lock:
             wants_diff = self.messages.summarise is not None and not summary
-            change = await anyio.to_thread.run_sync(
-                lambda: git.prepare_commit(tree.handle, paths, untracked, diff=wants_diff)
+            change = await self._git(
+                tree.repo,
+                lambda: git.prepare_commit(tree.handle, paths, untracked, diff=wants_diff),
             )
             if change is None:
                 return
@@ -320,8 +345,9 @@ class SessionWorkspaces:
             )
             who = f"{node_id} ({model})" if model else node_id
             author = f"{who} <{git.AUTHOR_EMAIL}>"
-            sha = await anyio.to_thread.run_sync(
-                lambda: git.finish_commit(tree.handle, change.tree, message=message, author=author)
+            sha = await self._git(
+                tree.repo,
+                lambda: git.finish_commit(tree.handle, change.tree, message=message, author=author),
             )
         key = worktree_key(tree.repo, tree.branch)
         self._changes[key] = sha.decode()
@@ -374,13 +400,14 @@ class SessionWorkspaces:
         )
         async with target.lock:
             theirs = git.head_sha(source.handle, source.ref)
-            result = await anyio.to_thread.run_sync(
+            result = await self._git(
+                target.repo,
                 lambda: git.merge_into(
                     target.handle,
                     theirs,
                     message=message,
                     author=f"Orchestra <{git.AUTHOR_EMAIL}>",
-                )
+                ),
             )
         if result.sha is None:
             await self._emit(
@@ -417,7 +444,7 @@ class SessionWorkspaces:
             git.remove_worktree(handle, tree.path)
             git.delete_branch(handle, tree.ref)
 
-        await anyio.to_thread.run_sync(drop)
+        await self._git(tree.repo, drop)
         key = worktree_key(tree.repo, tree.branch)
         self._trees.pop(key, None)
         self._changes[key] = ""  # gone: a resume must not bring it back
