@@ -74,11 +74,13 @@ def _ok(check: str, detail: str) -> Finding:
 async def check(store: str | os.PathLike[str] | None = None) -> list[Finding]:
     """Check the setup in the working directory; ``store`` is as ``--store`` (a path or a
     ``cxdb://`` URL; None: ``CXDB_URL``, then ``cxdb.url`` in ``orchestra.yaml``, then the
-    default path). The findings come in a fixed order: store, config, keys, git, Python."""
+    default path). The findings come in a fixed order: store, config, workspace
+    repositories, keys, git, Python."""
     cwd = Path.cwd()
     config = await anyio.to_thread.run_sync(_config_finding, cwd)
     findings = await _store_findings(store, cwd, config)
     findings.append(config)
+    findings.extend(await anyio.to_thread.run_sync(_repo_findings, cwd))
     findings.extend(await anyio.to_thread.run_sync(_key_findings, cwd))
     findings.append(await _git_finding())
     findings.append(_python_finding())
@@ -364,6 +366,37 @@ def _config_finding(cwd: Path) -> Finding:
         return Finding(name, "fail", str(err), f"fix {what}{where} in {path}")
     agents = ", ".join(sorted(config.agents)) or "none"
     return _ok(name, f"{path} is valid (backend {config.backend}; agents: {agents})")
+
+
+def _repo_findings(cwd: Path) -> list[Finding]:
+    """Each repository of ``workspace.repos``: can a session start from it?"""
+    from orchestra.config.load import find_config, load_config
+
+    path = find_config(cwd)
+    if path is None:
+        return []
+    try:
+        repos = load_config(path).workspace.repos
+    except ConfigError:
+        return []  # the config finding says what is wrong
+    from orchestra.errors import RepositoryError
+    from orchestra.workspace import git
+
+    findings = []
+    for name, repo in repos.items():
+        check = f"workspace repo {name}"
+        if not repo.path.exists():
+            findings.append(_ok(check, f"{repo.path} will be cloned from {repo.remote} first"))
+            continue
+        try:
+            with git.open_repository(name, repo.path) as handle:
+                git.start_commit(name, handle)
+                head = git.describe_head(handle)
+        except RepositoryError as err:
+            findings.append(Finding(check, "fail", err.problem, f"fix workspace.repos.{name}"))
+            continue
+        findings.append(_ok(check, f"{repo.path}: sessions start from its {head}"))
+    return findings
 
 
 # provider keys -------------------------------------------------------------------------------

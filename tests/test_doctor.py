@@ -407,3 +407,23 @@ class TestCommand:
         """`orchestra --help` lists the command."""
         result = CliRunner().invoke(cli, ["--help"])
         assert "doctor" in result.stdout
+
+
+class TestWorkspaceRepositories:
+    async def test_each_repository_is_checked(self, here: Path) -> None:
+        """A repository sessions can start from is ok with its HEAD; a directory that is
+        not a repository fails with what to do."""
+        from tests.workspaces import make_repo
+
+        make_repo(here / "app", {"a.txt": "a\n"})
+        (here / "plain").mkdir()
+        (here / "orchestra.yaml").write_text(
+            "workspace:\n  repos:\n    app:\n      path: app\n    plain:\n      path: plain\n"
+        )
+        found = by_check(await check())
+        assert found["workspace repo app"].status == "ok"
+        assert "sessions start from its branch main" in found["workspace repo app"].detail
+        plain = found["workspace repo plain"]
+        assert plain.status == "fail"
+        assert "is not a git repository" in plain.detail
+        assert plain.fix == "fix workspace.repos.plain"

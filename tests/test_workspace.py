@@ -11,7 +11,13 @@ from dulwich.repo import Repo
 from orchestra.backends.agent import AgentBackend
 from orchestra.config import Config, ProviderConfig, Providers, RepoConfig
 from orchestra.errors import RepositoryError
-from orchestra.events import AgentCommitCreated, MergeConflict, PushFailed, WorktreeMerged
+from orchestra.events import (
+    AgentCommitCreated,
+    MergeConflict,
+    PushFailed,
+    SessionBranchCreated,
+    WorktreeMerged,
+)
 from orchestra.llm.client import Client
 from orchestra.llm.types import ToolCall, Usage
 from orchestra.pipeline import Pipeline
@@ -63,9 +69,13 @@ class TestSessionBranch:
         (app / "app.py").write_text("print('uncommitted')\n")
         (app / "notes.txt").write_text("untracked\n")
         before = checkout_state(app)
-        result, _ = await run(LINEAR, config_with({"app": app}), store)
+        result, events = await run(LINEAR, config_with({"app": app}), store)
         assert result.status == "success"  # type: ignore[attr-defined]
         assert checkout_state(app) == before
+        (created,) = events.of(SessionBranchCreated)
+        assert created.note == (
+            "from branch main; its uncommitted changes are not in the session's worktree"
+        )
         assert "orchestra/demo/1" in branches(app)
 
     async def test_stages_commit_on_the_session_branch_with_trailers(

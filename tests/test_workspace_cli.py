@@ -261,6 +261,10 @@ class TestCleanup:
         assert len(crashed["removed_worktrees"]) == 1
         assert crashed["removed_branches"] == []
         assert "orchestra/ws/1" in branches(directory / "proj")
+        asked = orchestra(
+            "cleanup", "--older-than", "0s", "--include-crashed", "--dry-run", cwd=directory
+        )
+        assert "would remove branch proj: orchestra/ws/1" in asked.stdout
 
         assert orchestra("resume", "1", "--quiet", cwd=directory).returncode == 0
         finished = json.loads(
