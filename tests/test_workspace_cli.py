@@ -317,3 +317,95 @@ class TestExample:
         assert "work (simulation)|chore(work): update simulated/work.md|work" in log
         after = (git_cli(project, "status", "--porcelain"), git_cli(project, "rev-parse", "HEAD"))
         assert after == before
+
+
+REVIEW = """
+digraph review {
+    start [shape=Mdiamond]
+    exit  [shape=Msquare]
+    fan   [shape=component]
+    a     [prompt="[a] write the result", llm_model="worker"]
+    b     [prompt="[b] write the result", llm_model="worker"]
+    c     [prompt="[c] write the result", llm_model="worker"]
+    join  [shape=tripleoctagon]
+    resolve [shape=parallelogram, tool_command="echo resolving"]
+    start -> fan
+    fan -> a -> join
+    fan -> b -> join
+    fan -> c -> join
+    join -> resolve [condition="outcome=partial_success"]
+    join -> exit
+    resolve -> exit
+}
+"""
+
+
+def agent_script(file_of: dict[str, str]) -> dict[str, object]:
+    """Each agent writes its file, then says it is done; the cheap tier names commits."""
+    conversations: list[dict[str, object]] = [
+        {
+            "match": f"[{node}]",
+            "steps": [
+                {
+                    "tool_calls": [
+                        {
+                            "name": "write_file",
+                            "arguments": {"file_path": path, "content": f"from {node}\n"},
+                        }
+                    ]
+                },
+                {"text": f"{node} is done"},
+            ],
+        }
+        for node, path in file_of.items()
+    ]
+    conversations.append(
+        {"match": "changed these files", "steps": [{"text": "feat: write the result"}]}
+    )
+    return {"conversations": conversations}
+
+
+class TestAgentsThroughTheCommandLine:
+    @pytest.mark.parametrize("same_file", [True, False])
+    def test_three_agents_conflict_or_merge(self, tmp_path: Path, same_file: bool) -> None:
+        """`orchestra run` with three agents on the fake LLM server: writing one file name
+        the fan-in conflicts and the graph routes to resolve; writing their own files all
+        three reach the session branch. Each commit's message is the cheap tier's."""
+        from orchestra.llm.fake_server import FakeLLMServer
+
+        directory = project(tmp_path, "work", REVIEW)
+        (directory / "orchestra.yaml").write_text(
+            "backend: agent\nproviders:\n  anthropic:\n"
+            "    models: {worker: claude-sonnet-4-5, cheap: claude-haiku-4-5}\n"
+            "workspace:\n  repos:\n    proj:\n      path: proj\n"
+        )
+        files = {n: "result.txt" if same_file else f"{n}.txt" for n in "abc"}
+        with FakeLLMServer(agent_script(files)) as server:
+            env = {
+                **environment(directory, go=True),
+                "ANTHROPIC_API_KEY": "sk-fake-key-0123456789",
+                "ANTHROPIC_BASE_URL": server.base_url,
+            }
+            done = subprocess.run(
+                [str(ORCHESTRA), "run", "pipeline.dot"],
+                cwd=directory,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        assert done.returncode == 0, done.stdout + done.stderr
+        session = done.stdout.split("session ")[1].split()[0]
+        branch = f"orchestra/review/{session}"
+        on_branch = branch_files(directory / "proj", branch)
+        if same_file:
+            assert "path: start → fan → join → resolve → exit" in done.stdout
+            assert "⚠ merge conflict" in done.stdout
+            assert on_branch["result.txt"] == "from a\n"
+        else:
+            assert "path: start → fan → join → exit" in done.stdout
+            assert [on_branch[f"{n}.txt"] for n in "abc"] == ["from a\n", "from b\n", "from c\n"]
+        subjects = {
+            c.message.decode().splitlines()[0] for c in branch_commits(directory / "proj", branch)
+        }
+        assert "feat: write the result" in subjects
