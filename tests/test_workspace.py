@@ -496,3 +496,24 @@ class TestLocks:
         result, _ = await run(FAN_OUT, config, store, backend=agents(config, scripts))
         assert result.completed_nodes == ("start", "fan", "join", "exit")  # type: ignore[attr-defined]
         assert branch_files(app, "orchestra/review/1")["same.txt"] == "identical\n"
+
+
+class TestGitLayer:
+    def test_a_path_named_git_is_never_committed(self, app: Path, tmp_path: Path) -> None:
+        """An agent that writes over the worktree's .git file (or under a .git directory)
+        gets nothing of it committed: git forbids .git in a tree."""
+        from orchestra.workspace import git
+
+        with Repo(str(app)) as repo:
+            head = repo.refs[b"HEAD"]
+            git.ensure_branch(repo, b"refs/heads/w", head)
+            worktree = git.add_worktree(repo, tmp_path / "wt", b"refs/heads/w", "w")
+        (tmp_path / "wt" / "sub").mkdir()
+        (tmp_path / "wt" / "sub" / ".git").write_text("not a repo\n")
+        (tmp_path / "wt" / "ok.txt").write_text("fine\n")
+        sha = git.commit_paths(
+            worktree, ["sub/.git", ".git", "ok.txt"], message="m", author="a <a@b>"
+        )
+        assert sha is not None
+        assert set(branch_files(app, "w")) == {"app.py", "README.md", "ok.txt"}
+        git_cli(app, "fsck", "--strict")

@@ -236,14 +236,20 @@ def prepare_commit(
 ) -> Change | None:
     """Stage ``paths`` (relative to the worktree; a missing file is a deletion), or with
     None every changed tracked file; with ``untracked`` also every new file. Ignored paths
-    are left out, as ``git add`` leaves them. None when that changes nothing. ``diff``
+    are left out, as ``git add`` leaves them, and so is anything named ``.git`` (the
+    worktree's link to its repository, which no tree may hold). None when that changes
+    nothing. ``diff``
     asks for the change's diff too (for a commit message), which costs a read of every
     changed file's two versions."""
     wanted = set(paths or ())
     if paths is None or untracked:
         wanted.update(changed_paths(worktree, untracked=untracked))
     ignore = IgnoreFilterManager.from_repo(worktree)
-    staged = sorted(p for p in wanted if p and not _is_ignored(ignore, p))
+    staged = sorted(
+        p
+        for p in wanted
+        if p and ".git" not in p.split("/") and not _is_ignored(ignore, p)  # git forbids .git
+    )
     if not staged:
         return None
     tree = _stage(worktree, staged)
