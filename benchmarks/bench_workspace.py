@@ -45,6 +45,7 @@ from dulwich.objects import Commit
 from dulwich.repo import Repo
 
 from orchestra.workspace import git as ws
+from orchestra.workspace.merge import merge_into
 
 AUTHOR = f"Orchestra <{ws.AUTHOR_EMAIL}>"
 IDENTITY = ("-c", "user.name=Orchestra", "-c", f"user.email={ws.AUTHOR_EMAIL}")
@@ -162,7 +163,7 @@ def dulwich_fan(repo: Repo, root: Path, start: bytes, count: int, tag: str) -> d
             assert ws.commit_paths(tree, [f"{path.name}.txt"], message="add", author=AUTHOR)
     with timed(times, "merge"):
         results = [
-            ws.merge_into(main, ws.head_sha(repo, ref), message=f"merge {ref!r}", author=AUTHOR)
+            merge_into(main, ws.head_sha(repo, ref), message=f"merge {ref!r}", author=AUTHOR)
             for ref in refs
         ]
     assert all(r.sha is not None for r in results)

@@ -26,6 +26,7 @@ from orchestra.agent.hooks import TOOL_HOOKS_LOG, ToolCallHooks, hook_commands
 from orchestra.agent.session import AgentResult, AgentSession, ModelTurn, ToolTurn
 from orchestra.agent.tools import Tool, ToolOutput, Toolset, Workspace, repo_tool
 from orchestra.backends.threads import Opening, Threads
+from orchestra.backends.workdir import node_workspace, relative_to
 from orchestra.config import Config, resolve_model
 from orchestra.engine.context import Context
 from orchestra.errors import ConfigError
@@ -52,7 +53,6 @@ __all__ = [
     "Spent",
     "answer_outcome",
     "describe_record",
-    "node_workspace",
     "outcome_for_error",
     "outcome_from_answer",
     "prepare_call",
@@ -154,38 +154,6 @@ def prepare_call(
     return PreparedCall(
         resolved.provider, resolved.model, f"{system}\n\n{STATUS_CONTRACT}", user, effort
     )
-
-
-def node_workspace(node: Node, stage: StageRun, default: Path | None) -> Path:
-    """Where a node's agent works: its ``workspace=`` (a relative path is taken from the
-    pipeline file's directory), else ``default``, else the working directory, except in a
-    parallel branch: there, ``RUN_DIR/branches/BRANCH/workspace``, so that parallel agents
-    never share a directory. In a git workspace the stage's worktree stands in: its root,
-    a repository's worktree for ``workspace=`` naming the repository (or its path, or a
-    path inside it)."""
-    given = str(node.attrs.get("workspace") or "").strip()
-    worktrees = stage.workspace
-    if not given:
-        if worktrees is not None:
-            return worktrees.root
-        if default is None and stage.branch is not None:
-            # Parallel agents with no git worktrees must not share one directory (lint rule
-            # parallel_shared_workspace says so at compile time).
-            own = stage.logs_root / "branches" / stage.branch / "workspace"
-            own.mkdir(parents=True, exist_ok=True)
-            return own.resolve()
-        return (default or Path.cwd()).resolve()
-    if worktrees is not None and given in worktrees.worktrees:
-        return worktrees.worktrees[given]
-    path = Path(given).expanduser()
-    if not path.is_absolute() and stage.graph is not None and stage.graph.path:
-        path = Path(stage.graph.path).parent / path
-    path = path.resolve()
-    if worktrees is not None:
-        located = worktrees.locate(path)
-        if located is not None:
-            return located
-    return path
 
 
 def outcome_for_error(err: LLMError, call: PreparedCall) -> Outcome:
@@ -450,7 +418,7 @@ class _Recorder:
         if not turn.output.files_written and not runs_commands:
             return
         paths = [
-            _relative_to(self.root / written, workspace.root)
+            relative_to(self.root / written, workspace.root)
             for written in turn.output.files_written
         ]
         await workspace.commit(
@@ -513,13 +481,6 @@ def describe_record(kind: str, entries: Mapping[str, Any]) -> str | None:
     if kind == _USAGE:
         return None
     return f"{kind} ({len(entries)})"
-
-
-def _relative_to(path: Path, root: Path) -> str | None:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return None
 
 
 def _int(value: Any, default: int) -> int:

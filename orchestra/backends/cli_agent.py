@@ -51,9 +51,9 @@ import attrs
 from orchestra.backends.agent import (
     STATUS_CONTRACT,
     answer_outcome,
-    node_workspace,
     outcome_from_answer,
 )
+from orchestra.backends.workdir import node_workspace
 from orchestra.config import AgentConfig, Config, resolve_model
 from orchestra.config.converter import CONVERTER
 from orchestra.engine.context import Context

@@ -4,8 +4,8 @@ worktrees of their own and are merged at the fan-in. The user's checkout is neve
 """
 
 from orchestra.workspace.messages import CommitMessages as CommitMessages
+from orchestra.workspace.names import branch_name as branch_name
 from orchestra.workspace.session import SessionWorkspaces as SessionWorkspaces
-from orchestra.workspace.session import branch_name as branch_name
 from orchestra.workspace.stage import StageWorktrees as StageWorktrees
 
 __all__ = ["CommitMessages", "SessionWorkspaces", "StageWorktrees", "branch_name"]

@@ -28,7 +28,7 @@ from orchestra.errors import ContextNotFound, RepositoryError
 from orchestra.events import CleanupCompleted
 from orchestra.store.base import Store
 from orchestra.workspace import git
-from orchestra.workspace.session import safe_name
+from orchestra.workspace.names import safe_name
 
 __all__ = ["CleanupReport", "Kept", "cleanup", "report_event", "worktrees_directory"]
 

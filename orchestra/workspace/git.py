@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 from dulwich.errors import NotGitRepository
-from dulwich.graph import find_merge_base
 from dulwich.ignore import IgnoreFilterManager
 from dulwich.index import Index, get_unstaged_changes
-from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.objects import Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -34,13 +33,12 @@ from orchestra.errors import RepositoryError
 
 __all__ = [
     "AUTHOR_EMAIL",
+    "HEAD",
     "Change",
-    "MergeResult",
     "add_worktree",
     "branch_exists",
     "changed_paths",
     "clear_stale_locks",
-    "clone",
     "commit_paths",
     "delete_branch",
     "describe_head",
@@ -49,20 +47,20 @@ __all__ = [
     "finish_commit",
     "has_local_changes",
     "head_sha",
-    "merge_into",
+    "new_commit",
     "open_repository",
     "prepare_commit",
     "prune_worktrees",
-    "push",
     "remove_stale_lock",
     "remove_worktree",
     "remove_worktree_dir",
     "reset_hard",
     "start_commit",
+    "tree_changes",
 ]
 
 AUTHOR_EMAIL = "orchestra@localhost"
-_HEAD = Ref(b"HEAD")
+HEAD = Ref(b"HEAD")
 
 
 def open_repository(name: str, path: Path) -> Repo:
@@ -82,7 +80,7 @@ def open_repository(name: str, path: Path) -> Repo:
 def start_commit(name: str, repo: Repo) -> bytes:
     """The commit a session starts from: the repository's HEAD, attached or detached."""
     try:
-        return repo.refs[_HEAD]
+        return repo.refs[HEAD]
     except KeyError:
         branch = _symbolic_head(repo) or b"HEAD"
         raise RepositoryError(
@@ -98,7 +96,7 @@ def describe_head(repo: Repo) -> str:
     branch = _symbolic_head(repo)
     if branch is not None:
         return f"branch {_short_ref(branch)}"
-    return f"detached HEAD at {repo.refs[_HEAD].decode()[:7]}"
+    return f"detached HEAD at {repo.refs[HEAD].decode()[:7]}"
 
 
 def has_local_changes(repo: Repo) -> bool:
@@ -109,7 +107,7 @@ def has_local_changes(repo: Repo) -> bool:
     index = repo.open_index()
     if any(True for _ in get_unstaged_changes(index, repo.path)):
         return True
-    head = repo[repo.refs[_HEAD]]
+    head = repo[repo.refs[HEAD]]
     assert isinstance(head, Commit)
     return bool(index.commit(repo.object_store) != head.tree)
 
@@ -170,7 +168,7 @@ def add_worktree(repo: Repo, path: Path, ref: bytes, identifier: str) -> Repo:
         shutil.rmtree(control)
     path.mkdir(parents=True)
     worktree = Repo._init_new_working_directory(str(path), repo, identifier=identifier)
-    worktree.refs.set_symbolic_ref(_HEAD, Ref(ref))
+    worktree.refs.set_symbolic_ref(HEAD, Ref(ref))
     worktree.get_worktree().reset_index()
     return worktree
 
@@ -253,13 +251,13 @@ def prepare_commit(
     if not staged:
         return None
     tree = _stage(worktree, staged)
-    parent = worktree[worktree.refs[_HEAD]]
+    parent = worktree[worktree.refs[HEAD]]
     assert isinstance(parent, Commit)
     if tree == parent.tree:
         return None
     files = tuple(
         os.fsdecode((change.new and change.new.path) or (change.old and change.old.path) or b"")
-        for change in _tree_changes(worktree, parent.tree, tree)
+        for change in tree_changes(worktree, parent.tree, tree)
     )
     text = ""
     if diff:
@@ -348,67 +346,6 @@ def clear_stale_locks(worktree: Repo, ref: bytes) -> None:
         lock.unlink(missing_ok=True)
 
 
-@attrs.frozen
-class MergeResult:
-    """A merge's outcome: the new head (None when it conflicted, and nothing changed) and
-    the conflicting files with their text, conflict markers included."""
-
-    sha: bytes | None
-    conflicts: dict[str, str] = attrs.field(factory=dict)
-    fast_forward: bool = False
-    #: False when the branch had nothing the target did not already have
-    merged: bool = True
-
-
-def merge_into(worktree: Repo, theirs: bytes, *, message: str, author: str) -> MergeResult:
-    """Merge commit ``theirs`` into the worktree's branch and check the result out. A
-    branch already contained is a no-op; one that only adds commits is fast-forwarded;
-    otherwise a three-way merge, committed only when no file conflicts."""
-    from dulwich.merge import three_way_merge
-
-    ours = worktree.refs[_HEAD]
-    if ours == theirs:
-        return MergeResult(ours, merged=False)
-    bases = find_merge_base(worktree, [ours, ObjectID(theirs)])
-    if theirs in bases:
-        return MergeResult(ours, merged=False)
-    if ours in bases:
-        _advance(worktree, ours, theirs)
-        return MergeResult(theirs, fast_forward=True)
-    ours_commit, theirs_commit = worktree[ours], worktree[theirs]
-    assert isinstance(ours_commit, Commit)
-    assert isinstance(theirs_commit, Commit)
-    base = worktree[bases[0]] if bases else None
-    assert base is None or isinstance(base, Commit)
-    tree, conflicted = three_way_merge(worktree.object_store, base, ours_commit, theirs_commit)
-    worktree.object_store.add_object(tree)
-    if conflicted:
-        return MergeResult(None, {os.fsdecode(p): _text_at(worktree, tree, p) for p in conflicted})
-    merge = _merge_commit(worktree, tree.id, ours, theirs, message=message, author=author)
-    _advance(worktree, ours, merge)
-    return MergeResult(merge)
-
-
-def _advance(worktree: Repo, old: bytes, new: bytes) -> None:
-    """Move a clean worktree's branch from commit ``old`` to ``new``, writing only the files
-    that differ (a hard reset would compare every file of the tree)."""
-    from dulwich.index import update_working_tree
-
-    old_commit, new_commit = worktree[ObjectID(old)], worktree[ObjectID(new)]
-    assert isinstance(old_commit, Commit)
-    assert isinstance(new_commit, Commit)
-    changes = _tree_changes(worktree, old_commit.tree, new_commit.tree)
-    update_working_tree(
-        worktree,
-        old_commit.tree,
-        new_commit.tree,
-        change_iterator=iter(changes),
-        allow_overwrite_modified=True,
-    )
-    if not worktree.refs.set_if_equals(_HEAD, ObjectID(old), ObjectID(new)):
-        raise RepositoryError(Path(worktree.path).name, "the branch moved during a merge")
-
-
 def reset_hard(worktree: Repo, sha: bytes) -> None:
     """Put the worktree's branch at ``sha`` and its files exactly as that commit has them:
     changes undone, and files that are neither tracked nor ignored removed."""
@@ -426,59 +363,24 @@ def reset_hard(worktree: Repo, sha: bytes) -> None:
             _remove_empty_parents(target.parent, root)
 
 
-def push(repo: Repo, remote: str, ref: bytes) -> None:
-    """Push ``ref`` to ``remote`` (a remote's name or a URL) under the same name."""
-    from dulwich import porcelain
-
-    errors = io.BytesIO()
-    try:
-        result = porcelain.push(
-            repo, remote, [ref + b":" + ref], outstream=io.BytesIO(), errstream=errors
-        )
-    except Exception as err:  # dulwich raises many types: every one is a failed push
-        detail = errors.getvalue().decode("utf-8", errors="replace").strip()
-        raise RepositoryError(
-            Path(repo.path).name, f"push to {remote} failed: {err}{'; ' + detail if detail else ''}"
-        ) from None
-    refused = {k: v for k, v in (result.ref_status or {}).items() if v is not None}
-    if refused:
-        raise RepositoryError(Path(repo.path).name, f"push to {remote} refused: {refused}")
-
-
-def clone(name: str, source: str, path: Path, depth: int | None) -> None:
-    """Clone ``source`` into ``path`` (a missing ``workspace.repos`` path)."""
-    from dulwich import porcelain
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    errors = io.BytesIO()
-    try:
-        porcelain.clone(source, str(path), depth=depth, errstream=errors)
-    except Exception as err:  # as for push: any failure of the clone
-        shutil.rmtree(path, ignore_errors=True)
-        raise RepositoryError(name, f"cloning {source} into {path} failed: {err}") from None
-
-
-# helpers --------------------------------------------------------------------------------
-
-
 def _commit(
     worktree: Repo, tree: bytes, *, message: str, author: str, extra_parents: Sequence[bytes]
 ) -> bytes:
-    head = worktree.refs[_HEAD]
+    head = worktree.refs[HEAD]
     parent = worktree[head]
     assert isinstance(parent, Commit)
     if tree == parent.tree and not extra_parents:
         return head
-    commit = _new_commit(tree, [head, *extra_parents], message=message, author=author)
+    commit = new_commit(tree, [head, *extra_parents], message=message, author=author)
     worktree.object_store.add_object(commit)
-    if not worktree.refs.set_if_equals(_HEAD, head, commit.id):
+    if not worktree.refs.set_if_equals(HEAD, head, commit.id):
         raise RepositoryError(
             Path(worktree.path).name, "the branch moved while a commit was being made"
         )
     return bytes(commit.id)
 
 
-def _new_commit(tree: bytes, parents: Sequence[bytes], *, message: str, author: str) -> Commit:
+def new_commit(tree: bytes, parents: Sequence[bytes], *, message: str, author: str) -> Commit:
     commit = Commit()
     commit.tree = ObjectID(tree)
     commit.parents = [ObjectID(p) for p in parents]
@@ -491,30 +393,10 @@ def _new_commit(tree: bytes, parents: Sequence[bytes], *, message: str, author: 
     return commit
 
 
-def _tree_changes(repo: Repo, old: bytes, new: bytes) -> list[TreeChange]:
+def tree_changes(repo: Repo, old: bytes, new: bytes) -> list[TreeChange]:
     from dulwich.diff_tree import tree_changes
 
     return list(tree_changes(repo.object_store, ObjectID(old), ObjectID(new)))
-
-
-def _merge_commit(
-    worktree: Repo, tree: bytes, ours: bytes, theirs: bytes, *, message: str, author: str
-) -> bytes:
-    """A merge commit of ``ours`` and ``theirs`` with ``tree``, not yet on any branch."""
-    commit = _new_commit(tree, [ours, theirs], message=message, author=author)
-    worktree.object_store.add_object(commit)
-    return bytes(commit.id)
-
-
-def _text_at(repo: Repo, tree: Tree, path: bytes) -> str:
-    from dulwich.object_store import tree_lookup_path
-
-    try:
-        _, sha = tree_lookup_path(repo.object_store.__getitem__, tree.id, path)
-    except KeyError:
-        return ""
-    blob = repo.object_store[sha]
-    return blob.data.decode("utf-8", errors="replace") if isinstance(blob, Blob) else ""
 
 
 def _is_ignored(ignore: IgnoreFilterManager, path: str) -> bool:
@@ -529,7 +411,7 @@ def _remove_empty_parents(directory: Path, root: Path) -> None:
 
 def _symbolic_head(repo: Repo) -> bytes | None:
     try:
-        chain, _ = repo.refs.follow(_HEAD)
+        chain, _ = repo.refs.follow(HEAD)
     except KeyError:
         return None
     return chain[-1] if len(chain) > 1 else None

@@ -17,7 +17,6 @@ handed to the engine through ``take_changes`` to be recorded with the next turn,
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -40,35 +39,16 @@ from orchestra.events import (
     WorktreeMerged,
 )
 from orchestra.workspace import git
+from orchestra.workspace.merge import merge_into
 from orchestra.workspace.messages import CommitMessages, trailers
+from orchestra.workspace.names import branch_name, safe_name, worktree_key
+from orchestra.workspace.remote import clone, push
 from orchestra.workspace.stage import StageWorktrees
 
-__all__ = [
-    "SessionWorkspaces",
-    "branch_name",
-    "safe_name",
-    "worktree_key",
-]
+__all__ = ["SessionWorkspaces"]
 
 Emit = Callable[[Event], Awaitable[None]]
 T = TypeVar("T")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(text: str) -> str:
-    """``text`` as a piece of a git branch name (a graph or branch id)."""
-    return _UNSAFE.sub("-", text).strip("-.") or "pipeline"
-
-
-def branch_name(repo: RepoConfig, pipeline: str, session_id: str, branch: str | None) -> str:
-    """``orchestra/review/12``, or ``orchestra/review/12-security`` for a parallel branch
-    (git cannot hold both ``…/12`` and ``…/12/security``: one ref cannot be a directory)."""
-    name = f"{repo.branch_prefix}{safe_name(pipeline)}/{session_id}"
-    return f"{name}-{safe_name(branch)}" if branch else name
-
-
-def worktree_key(repo: str, branch: str | None) -> str:
-    return f"{repo}@{branch}" if branch else repo
 
 
 @attrs.define
@@ -155,7 +135,7 @@ class SessionWorkspaces:
 
     def _open_repo(self, name: str, repo: RepoConfig) -> None:
         if not repo.path.exists() and repo.remote:
-            git.clone(name, repo.remote, repo.path, repo.clone_depth)
+            clone(name, repo.remote, repo.path, repo.clone_depth)
         handle = git.open_repository(name, repo.path)
         self._handles[name] = handle
         git.start_commit(name, handle)
@@ -402,7 +382,7 @@ class SessionWorkspaces:
             theirs = git.head_sha(source.handle, source.ref)
             result = await self._git(
                 target.repo,
-                lambda: git.merge_into(
+                lambda: merge_into(
                     target.handle,
                     theirs,
                     message=message,
@@ -467,7 +447,7 @@ class SessionWorkspaces:
             remote = repo.remote or "origin"
             ref_name = tree.ref.decode().removeprefix("refs/heads/")
             try:
-                await anyio.to_thread.run_sync(git.push, self._handles[name], remote, tree.ref)
+                await anyio.to_thread.run_sync(push, self._handles[name], remote, tree.ref)
             except RepositoryError as err:
                 await self._emit(
                     PushFailed(
