@@ -245,7 +245,9 @@ class Pipeline:
         except BaseException as err:
             if on_event is not None:
                 self.bus.unsubscribe(on_event)
-            if isinstance(err, OrchestraError):
+            if fresh and isinstance(err, OrchestraError):
+                # A new session that never ran (its branch name is taken, say); a resumed
+                # one stays resumable once the repository is usable again.
                 with anyio.CancelScope(shield=True):
                     await recorder.ended("fail", str(err))
             raise

@@ -517,3 +517,50 @@ class TestGitLayer:
         assert sha is not None
         assert set(branch_files(app, "w")) == {"app.py", "README.md", "ok.txt"}
         git_cli(app, "fsck", "--strict")
+
+
+class TestResume:
+    async def test_a_missing_repository_leaves_the_session_resumable(
+        self, app: Path, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """Resuming while the repository is away fails with what is wrong and records
+        nothing; once it is back, the resume runs the session to its end."""
+        import anyio
+
+        from orchestra.engine.session import load_session
+        from orchestra.outcome import Outcome
+        from orchestra.pipeline import resume
+
+        running = anyio.Event()
+
+        class Blocks:
+            async def execute(self, node, context, graph, stage):  # type: ignore[no-untyped-def]
+                if stage.resumed:
+                    return Outcome.success("went on")
+                running.set()
+                await anyio.sleep_forever()
+
+        source = """
+        digraph demo {
+            start [shape=Mdiamond]; exit [shape=Msquare]
+            edit [shape=parallelogram, tool_command="echo more >> README.md"]
+            wait [type="blocks"]
+            start -> edit -> wait -> exit
+        }
+        """
+        config = config_with({"app": app})
+        handlers = {"blocks": Blocks()}
+        pipeline = Pipeline.load(source, config=config, store=store, handlers=handlers)
+        async with anyio.create_task_group() as group:
+            group.start_soon(pipeline.run)
+            await running.wait()
+            group.cancel_scope.cancel()
+        away = tmp_path / "away"
+        app.rename(away)
+        with pytest.raises(RepositoryError, match="does not exist"):
+            await resume("1", store=store, config=config, handlers=handlers)
+        assert (await load_session(store, "1")).ended == ""  # not finished: resumable
+        away.rename(app)
+        result = await resume("1", store=store, config=config, handlers=handlers)
+        assert result.status == "success"
+        assert branch_files(app, "orchestra/demo/1")["README.md"] == "app\nmore\n"
