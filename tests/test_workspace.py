@@ -24,6 +24,7 @@ from orchestra.pipeline import Pipeline
 from orchestra.store.embedded import EmbeddedStore
 from orchestra.testing import EventRecorder, model_calls, model_says
 from tests.workspaces import (
+    FAN_OUT,
     NodeModel,
     branch_commits,
     branch_files,
@@ -231,26 +232,6 @@ SCRIPTED = Config(
         by_name={"anthropic": ProviderConfig(models={"worker": "claude-sonnet-4-5"})},
     ),
 )
-
-FAN_OUT = """
-digraph review {
-    start [shape=Mdiamond]
-    exit  [shape=Msquare]
-    fan   [shape=component]
-    a     [prompt="[a] write your part"]
-    b     [prompt="[b] write your part"]
-    c     [prompt="[c] write your part"]
-    join  [shape=tripleoctagon]
-    resolve [shape=parallelogram, tool_command="echo resolving"]
-    start -> fan
-    fan -> a -> join
-    fan -> b -> join
-    fan -> c -> join
-    join -> resolve [condition="outcome=partial_success"]
-    join -> exit
-    resolve -> exit
-}
-"""
 
 
 def writes(node: str, path: str, text: str) -> list[object]:

@@ -23,7 +23,14 @@ import pytest
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
-from tests.workspaces import branch_commits, branch_files, branches, git_cli, make_repo
+from tests.workspaces import (
+    FAN_OUT,
+    branch_commits,
+    branch_files,
+    branches,
+    git_cli,
+    make_repo,
+)
 
 ORCHESTRA = Path(sys.executable).with_name("orchestra")
 EXAMPLE = Path(__file__).parent.parent / "examples" / "workspace-demo"
@@ -111,7 +118,9 @@ def read_fifo(path: Path, process: subprocess.Popen[str]) -> int:
     return int(got[0].strip())
 
 
-def kill_mid_run(cwd: Path) -> str:
+def start_blocked(cwd: Path) -> tuple[subprocess.Popen[str], str, int]:
+    """`orchestra run --json` stopped at its blocking tool: the process, the session id
+    and the tool's pid (its process group's)."""
     os.mkfifo(cwd / "ready.fifo")
     process = subprocess.Popen(
         [str(ORCHESTRA), "run", "pipeline.dot", "--json"],
@@ -123,11 +132,20 @@ def kill_mid_run(cwd: Path) -> str:
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())
     assert first["event"] == "PipelineStarted"
-    tool_pid = read_fifo(cwd / "ready.fifo", process)
+    return process, str(first["session_id"]), read_fifo(cwd / "ready.fifo", process)
+
+
+def kill(process: subprocess.Popen[str], tool_pid: int) -> None:
+    """SIGKILL the run and its tool, as a crash would."""
     process.kill()
     process.wait()
     os.killpg(tool_pid, signal.SIGKILL)
-    return str(first["session_id"])
+
+
+def kill_mid_run(cwd: Path) -> str:
+    process, session, tool_pid = start_blocked(cwd)
+    kill(process, tool_pid)
+    return session
 
 
 def run_clean(cwd: Path) -> str:
@@ -235,23 +253,14 @@ class TestCleanup:
         has finished, an --older-than 0s cleanup removes its branch. --dry-run removes
         nothing."""
         directory = project(tmp_path, "work", pipeline("two"))
-        os.mkfifo(directory / "ready.fifo")
-        process = subprocess.Popen(
-            [str(ORCHESTRA), "run", "pipeline.dot", "--quiet"],
-            cwd=directory,
-            env=environment(directory, go=False),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        tool_pid = read_fifo(directory / "ready.fifo", process)
+        process, session, tool_pid = start_blocked(directory)
+        assert session == "1"
         running = orchestra("cleanup", "--older-than", "0s", "--json", cwd=directory)
         report = json.loads(running.stdout)
         assert report["removed_worktrees"] == report["removed_branches"] == []
         assert any("session 1 is running" in kept for kept in report["kept"])
 
-        process.kill()
-        process.wait()
-        os.killpg(tool_pid, signal.SIGKILL)
+        kill(process, tool_pid)
         dry = orchestra("cleanup", "--older-than", "0s", "--dry-run", cwd=directory)
         assert "would remove worktree" in dry.stdout
         assert (directory / ".orchestra" / "worktrees" / "1").is_dir()
@@ -319,27 +328,6 @@ class TestExample:
         assert after == before
 
 
-REVIEW = """
-digraph review {
-    start [shape=Mdiamond]
-    exit  [shape=Msquare]
-    fan   [shape=component]
-    a     [prompt="[a] write the result", llm_model="worker"]
-    b     [prompt="[b] write the result", llm_model="worker"]
-    c     [prompt="[c] write the result", llm_model="worker"]
-    join  [shape=tripleoctagon]
-    resolve [shape=parallelogram, tool_command="echo resolving"]
-    start -> fan
-    fan -> a -> join
-    fan -> b -> join
-    fan -> c -> join
-    join -> resolve [condition="outcome=partial_success"]
-    join -> exit
-    resolve -> exit
-}
-"""
-
-
 def agent_script(file_of: dict[str, str]) -> dict[str, object]:
     """Each agent writes its file, then says it is done; the cheap tier names commits."""
     conversations: list[dict[str, object]] = [
@@ -373,7 +361,7 @@ class TestAgentsThroughTheCommandLine:
         three reach the session branch. Each commit's message is the cheap tier's."""
         from orchestra.llm.fake_server import FakeLLMServer
 
-        directory = project(tmp_path, "work", REVIEW)
+        directory = project(tmp_path, "work", FAN_OUT)
         (directory / "orchestra.yaml").write_text(
             "backend: agent\nproviders:\n  anthropic:\n"
             "    models: {worker: claude-sonnet-4-5, cheap: claude-haiku-4-5}\n"

@@ -113,6 +113,29 @@ def config_with(repos: Mapping[str, Path | RepoConfig], **settings: object) -> C
     return Config(workspace=workspace, **settings)  # type: ignore[arg-type]
 
 
+#: three agents in parallel, a fan-in, and a resolver the graph routes a merge conflict to;
+#: each agent's prompt carries its ``[node]`` marker for ``NodeModel`` (or the fake server)
+FAN_OUT = """
+digraph review {
+    start [shape=Mdiamond]
+    exit  [shape=Msquare]
+    fan   [shape=component]
+    a     [prompt="[a] write your part", llm_model="worker"]
+    b     [prompt="[b] write your part", llm_model="worker"]
+    c     [prompt="[c] write your part", llm_model="worker"]
+    join  [shape=tripleoctagon]
+    resolve [shape=parallelogram, tool_command="echo resolving"]
+    start -> fan
+    fan -> a -> join
+    fan -> b -> join
+    fan -> c -> join
+    join -> resolve [condition="outcome=partial_success"]
+    join -> exit
+    resolve -> exit
+}
+"""
+
+
 class NodeModel:
     """A provider adapter answering each conversation from its own script, chosen by a
     marker its first user message holds (``[a]`` in agent a's prompt): parallel agents ask
