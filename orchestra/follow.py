@@ -58,8 +58,8 @@ async def follow(
     while True:
         head = await store.get_head(context_id)
         if head.head_turn_id and head.head_depth > seen_depth:
-            turns = await store.get_last(context_id, limit=head.head_depth - seen_depth)
-            seen_depth = head.head_depth
+            turns = await _turns_after(store, context_id, seen_depth, head.head_depth)
+            seen_depth = turns[-1].depth if turns else seen_depth
             for turn in turns:
                 translator.state.apply(turn)
                 if turn.type_id == SESSION_STARTED:
@@ -79,6 +79,21 @@ async def follow(
             )
             return
         await anyio.sleep(interval)
+
+
+async def _turns_after(
+    store: Store, context_id: int, seen_depth: int, head_depth: int
+) -> list[TurnRecord]:
+    """Every turn deeper than ``seen_depth``, oldest first. ``get_last`` counts back from
+    the head as it is when it answers, which may have moved on since ``head_depth`` was
+    read: ask again for more until the answer reaches back to ``seen_depth``, so that no
+    turn written in between is skipped."""
+    limit = head_depth - seen_depth
+    while True:
+        turns = await store.get_last(context_id, limit=limit)
+        if not turns or turns[0].depth <= seen_depth + 1:
+            return [turn for turn in turns if turn.depth > seen_depth]
+        limit += turns[0].depth - seen_depth - 1
 
 
 async def _recorded_graph(store: Store, state: SessionState) -> Graph | None:

@@ -136,6 +136,59 @@ class TestFollow:
         assert isinstance(seen[-1], PipelineCompleted)
         assert summary(seen).count("StageCompleted:one") == 1
 
+    async def test_turns_written_between_reading_the_head_and_the_turns_are_not_lost(
+        self, any_store: Store
+    ) -> None:
+        """The session moves on between the follower's look at its head and its read of the
+        turns (a busy machine does that): every checkpoint is still reported, once."""
+        recorder = await SessionRecorder.start(
+            any_store,
+            pipeline="racing",
+            dot_path="",
+            dot_source="",
+            goal="",
+            variables={},
+            logs_root=lambda _: "",
+        )
+
+        async def checkpoint(node: str, next_node: str) -> None:
+            await recorder.checkpoint(
+                node_id=node,
+                status="success",
+                outcome={"outcome": "success"},
+                context_set={},
+                retries={},
+                visits={},
+                executions={node: 1},
+                next_node=next_node,
+            )
+
+        await checkpoint("start", "a")
+
+        class MovesOnWhileReading:
+            """The store, with the rest of the run written just before the first read."""
+
+            def __init__(self) -> None:
+                self.moved = False
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(any_store, name)
+
+            async def get_last(self, context_id: int, limit: int = 64) -> object:
+                if not self.moved:
+                    self.moved = True
+                    for node, after in (("a", "b"), ("b", "c"), ("c", "exit"), ("exit", "")):
+                        await checkpoint(node, after)
+                    await recorder.ended("success")
+                return await any_store.get_last(context_id, limit)
+
+        racing = MovesOnWhileReading()
+        events = [e async for e in follow(racing, recorder.session_id, interval=0.01)]  # type: ignore[arg-type]
+        assert racing.moved
+        done = [e.node_id for e in events if isinstance(e, StageCompleted)]
+        assert done == ["start", "a", "b", "c", "exit"]
+        assert isinstance(events[-1], PipelineCompleted)
+
     async def test_branches_show_as_a_fan_out(self, any_store: Store, tmp_path: Path) -> None:
         """Recorded branch results become ParallelStarted and one ParallelBranchCompleted
         per branch, with its outcome."""
