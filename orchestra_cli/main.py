@@ -6,18 +6,56 @@ import importlib
 
 import click
 
-#: each command and where it is defined; a command's module is imported only when that
-#: command runs (or --help lists it), so `orchestra compile` does not load the engine
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("orchestra_cli.run", "run_command"),
-    "resume": ("orchestra_cli.run", "resume_command"),
-    "status": ("orchestra_cli.run", "status_command"),
-    "replay": ("orchestra_cli.run", "replay_command"),
-    "attach": ("orchestra_cli.attach", "attach_command"),
-    "compile": ("orchestra_cli.compile", "compile_command"),
-    "doctor": ("orchestra_cli.doctor", "doctor_command"),
-    "export": ("orchestra_cli.export", "export_command"),
-    "cleanup": ("orchestra_cli.cleanup", "cleanup_command"),
+#: each command: where it is defined, and the line `orchestra --help` lists it with (the
+#: first sentence of its docstring, which a test keeps in step), so that listing the
+#: commands imports none of them: `run` alone would load the engine
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        "orchestra_cli.run",
+        "run_command",
+        "Run the pipeline FILE, with optional VARIABLES as key=value pairs.",
+    ),
+    "resume": (
+        "orchestra_cli.run",
+        "resume_command",
+        "Continue SESSION from its last checkpoint, in its own run directory.",
+    ),
+    "status": (
+        "orchestra_cli.run",
+        "status_command",
+        "List sessions (newest first), or show one SESSION's path and outcomes.",
+    ),
+    "replay": (
+        "orchestra_cli.run",
+        "replay_command",
+        "Fork SESSION at checkpoint TURN and run the fork from there as a new session.",
+    ),
+    "attach": (
+        "orchestra_cli.attach",
+        "attach_command",
+        "Follow SESSION as it runs (from another terminal, or another machine sharing a "
+        "CXDB server), showing what `orchestra run` shows, from its start until it ends.",
+    ),
+    "compile": (
+        "orchestra_cli.compile",
+        "compile_command",
+        "Parse, transform and validate the pipeline FILE without running it.",
+    ),
+    "doctor": (
+        "orchestra_cli.doctor",
+        "doctor_command",
+        "Check the store, orchestra.yaml, provider keys, git and Python.",
+    ),
+    "export": (
+        "orchestra_cli.export",
+        "export_command",
+        "Copy SESSION, turn for turn, into the store --to names, as a new session there.",
+    ),
+    "cleanup": (
+        "orchestra_cli.cleanup",
+        "cleanup_command",
+        "Remove what finished sessions left in the repositories of workspace.repos.",
+    ),
 }
 
 
@@ -32,6 +70,19 @@ class _LazyGroup(click.Group):
         command = getattr(importlib.import_module(where[0]), where[1])
         assert isinstance(command, click.Command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands with their lines from ``_COMMANDS``, shortened as click would."""
+        limit = formatter.width - 6 - max(len(name) for name in _COMMANDS)
+        rows = [(name, _shorten(help_line, limit)) for name, (_, _, help_line) in _COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 3, 0)].rsplit(" ", 1)[0] + "..."
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

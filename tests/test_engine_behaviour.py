@@ -127,10 +127,17 @@ class TestBackoff:
             [0.2, 0.4, 0.8, 1.6, 3.2]
         )
 
-    def test_delay_is_capped_at_max_delay(self) -> None:
-        """No delay exceeds max_delay, however many attempts came before."""
+    def test_delay_is_capped_at_max_delay_before_jitter(self) -> None:
+        """Without jitter no delay exceeds max_delay, however many attempts came before."""
         backoff = Backoff(initial_delay=1.0, factor=10.0, max_delay=60.0, jitter=False)
         assert [backoff.delay_for_attempt(n) for n in (1, 2, 3, 9)] == [1.0, 10.0, 60.0, 60.0]
+
+    @pytest.mark.parametrize("rand", [0.0, 0.5, 0.999])
+    def test_jitter_applies_after_the_cap(self, rand: float) -> None:
+        """Spec §3.6 caps the delay at max_delay, then jitters it: a capped delay lands in
+        [0.5, 1.5) x max_delay, so jitter still spreads retries that all hit the cap."""
+        backoff = Backoff(initial_delay=1.0, factor=10.0, max_delay=60.0)
+        assert backoff.delay_for_attempt(9, rand=lambda: rand) == pytest.approx(60.0 * (0.5 + rand))
 
     @pytest.mark.parametrize(("rand", "scale"), [(0.0, 0.5), (0.5, 1.0), (0.999, 1.499)])
     def test_jitter_scales_by_half_to_one_and_a_half(self, rand: float, scale: float) -> None:
