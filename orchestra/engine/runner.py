@@ -44,6 +44,8 @@ __all__ = ["RunResult", "Runner"]
 
 #: handler types whose outcome would not change on a second try
 _NO_RETRY = frozenset({"start", "exit", "conditional"})
+#: what the runner records of a node's failed attempts, to go on from after a crash
+_ATTEMPTS = "attempts"
 
 
 @attrs.frozen
@@ -271,7 +273,8 @@ class Runner:
         stage_dir = self.logs_root / node.id
         await self._mirror.settle(stage_dir)
         outcome = Outcome.fail("not run")
-        for attempt in range(1, attempts + 1):
+        first = self._resumed_attempt(node.id) if resumed and branch is None else 1
+        for attempt in range(first, attempts + 1):
             execution = self.state.executions.get(node.id, 0) + 1
             self.state.executions[node.id] = execution
             await self.emit(
@@ -389,6 +392,15 @@ class Runner:
                     )
                 break
             self.state.retries[node.id] = self.state.retries.get(node.id, 0) + 1
+            if branch is None:  # a crash from here on goes on with the next attempt
+                await self._recorder_for(node.id)(
+                    _ATTEMPTS,
+                    {
+                        "attempt": attempt,
+                        "execution": execution,
+                        "retries": self.state.retries[node.id],
+                    },
+                )
             delay = policy.backoff.delay_for_attempt(attempt)
             await self.emit(
                 StageRetrying(
@@ -414,6 +426,18 @@ class Runner:
         context.set("preferred_label", outcome.preferred_label)
         context.set(f"internal.retry_count.{node.id}", self.state.retries.get(node.id, 0))
         return outcome
+
+    def _resumed_attempt(self, node_id: str) -> int:
+        """The attempt a node stopped by a crash between its retries goes on with: the one
+        after its last failed attempt recorded, with the execution and retry counts as they
+        were (so a crash neither grants a fresh set of retries nor repeats an execution
+        number). 1 when it had made no attempt that failed."""
+        done = self.state.recorded.get(node_id, {}).get(_ATTEMPTS)
+        if not done:
+            return 1
+        self.state.executions[node_id] = int(done["execution"])
+        self.state.retries[node_id] = int(done["retries"])
+        return int(done["attempt"]) + 1
 
     def _type_for(self, node: Node) -> str:
         handler_type = self._types.get(node.id)
