@@ -31,6 +31,7 @@ from orchestra.handlers.base import StageRun
 from orchestra.outcome import Outcome
 from orchestra.pipeline import Pipeline
 from orchestra.store.base import Store
+from tests.processes import read_fifo, write_fifo
 
 ORCHESTRA = Path(sys.executable).with_name("orchestra")
 
@@ -288,8 +289,7 @@ class TestAttachCommand:
         try:
             assert run.stdout is not None
             session = json.loads(run.stdout.readline())["session_id"]
-            with open(tmp_path / "ready.fifo") as fifo:  # the wait stage is running
-                fifo.read()
+            read_fifo(tmp_path / "ready.fifo", run)  # the wait stage is running
             attach = subprocess.Popen(
                 [str(ORCHESTRA), "attach", str(session)],
                 cwd=tmp_path,
@@ -300,8 +300,7 @@ class TestAttachCommand:
             lines = reader(attach)
             shown = read_until(lines, "wait")
             assert any("first" in line for line in shown)
-            with open(tmp_path / "release.fifo", "w") as release:
-                release.write("go\n")
+            write_fifo(tmp_path / "release.fifo", "go\n")
             rest = read_until(lines, "session:")
             assert attach.wait(timeout=30) == 0
             assert any("success" in line for line in rest)

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestra_cli.main import cli
+from tests.processes import read_fifo
 
 #: every example that runs as it is; one with a setup.py of its own (the workspace demo,
 #: which makes a git repository first) has a test of its own that sets it up in a copy
@@ -265,8 +266,7 @@ class TestInterrupt:
             stderr=subprocess.PIPE,
             text=True,
         )
-        with open(tmp_path / "ready.fifo") as fifo:
-            tool_pid = int(fifo.read().strip())
+        tool_pid = int(read_fifo(tmp_path / "ready.fifo", process).strip())
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
         assert process.returncode == 130
@@ -303,8 +303,7 @@ class TestInterrupt:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        with open(tmp_path / "ready.fifo") as fifo:
-            fifo.read()
+        read_fifo(tmp_path / "ready.fifo", process)
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
         write(tmp_path / "p.dot", BLOCKING.replace("echo last", "echo changed"))

@@ -2,7 +2,7 @@
 
 Each test runs the installed console script in a scratch directory, once with the embedded
 store and once with a CXDB server (the fake, as a process of its own, named by CXDB_URL). A
-tool node announces through a FIFO that it is running (the test blocks reading it: no
+tool node announces through a FIFO that it is running (the test waits on it, with a time limit: no
 sleeps), the test kills the run with SIGKILL, and resumes it with GO=1 so that node can
 finish. Every tool appends its node id to trace.txt, so the trace shows which nodes ran how
 often.
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.processes import read_fifo
 
 ORCHESTRA = Path(sys.executable).with_name("orchestra")
 
@@ -97,8 +99,7 @@ def kill_mid_run(cwd: Path) -> str:
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())
     assert first["event"] == "PipelineStarted"
-    with open(cwd / "ready.fifo") as fifo:  # blocks until the node is running
-        tool_pid = int(fifo.read().strip())
+    tool_pid = int(read_fifo(cwd / "ready.fifo", process).strip())  # the node is running
     process.kill()
     process.wait()
     os.killpg(tool_pid, signal.SIGKILL)  # the tool runs in its own process group

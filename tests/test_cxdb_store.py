@@ -95,8 +95,11 @@ class TestUrls:
             resolve_store(None, tmp_path)
         assert "sk-hush" not in str(caught.value)
 
-    async def test_unreachable_server_is_a_clear_error(self) -> None:
+    async def test_unreachable_server_is_a_clear_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Nothing listening at the URL: a StoreError naming the address, no traceback."""
+        monkeypatch.setattr("orchestra.store.cxdb.client.ATTEMPTS", 1)  # no backoff to sit out
         with anyio.fail_after(30):
             listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
             port = listener.extra(anyio.abc.SocketAttribute.local_port)

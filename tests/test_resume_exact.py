@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from orchestra.engine.session import (
 )
 from orchestra.store.embedded import EmbeddedStore
 from orchestra.templates import render_shell
+from tests.processes import read_fifo
 
 ORCHESTRA = Path(sys.executable).with_name("orchestra")
 
@@ -125,20 +125,6 @@ def project(tmp_path: Path, name: str, source: str) -> Path:
     return directory
 
 
-def read_fifo(path: Path, process: subprocess.Popen[str]) -> None:
-    """Wait (at most 60 s) for the blocking tool to announce itself; fail, never hang."""
-    got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(path.read_text()), daemon=True)
-    reader.start()
-    reader.join(timeout=60)
-    if not got:
-        process.kill()
-        with open(path, "w"):
-            pass
-        pytest.fail(f"the blocking node never ran: {process.communicate()}")
-    os.killpg(int(got[0].strip()), signal.SIGKILL)
-
-
 def run_killed(directory: Path, command: list[str]) -> str:
     """Run ``command``, SIGKILL it and its tool when the tool blocks; the session id."""
     os.mkfifo(directory / "ready.fifo")
@@ -151,7 +137,8 @@ def run_killed(directory: Path, command: list[str]) -> str:
     )
     assert process.stdout is not None
     session = json.loads(process.stdout.readline())["session_id"]
-    read_fifo(directory / "ready.fifo", process)
+    tool_pid = int(read_fifo(directory / "ready.fifo", process))
+    os.killpg(tool_pid, signal.SIGKILL)
     process.kill()
     process.wait()
     return str(session)

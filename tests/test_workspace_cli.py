@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
+from tests.processes import read_fifo
 from tests.workspaces import (
     FAN_OUT,
     branch_commits,
@@ -103,21 +103,6 @@ def orchestra(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def read_fifo(path: Path, process: subprocess.Popen[str]) -> int:
-    """The pid the blocking tool writes to the FIFO; fails (never hangs) if the run ends or
-    takes over 60 s to get there."""
-    got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(path.read_text()), daemon=True)
-    reader.start()
-    reader.join(timeout=60)
-    if not got:
-        process.kill()
-        with open(path, "w"):  # let the reader go
-            pass
-        pytest.fail(f"the blocking node never ran; the run said: {process.communicate()[0]}")
-    return int(got[0].strip())
-
-
 def start_blocked(cwd: Path) -> tuple[subprocess.Popen[str], str, int]:
     """`orchestra run --json` stopped at its blocking tool: the process, the session id
     and the tool's pid (its process group's)."""
@@ -132,7 +117,7 @@ def start_blocked(cwd: Path) -> tuple[subprocess.Popen[str], str, int]:
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())
     assert first["event"] == "PipelineStarted"
-    return process, str(first["session_id"]), read_fifo(cwd / "ready.fifo", process)
+    return process, str(first["session_id"]), int(read_fifo(cwd / "ready.fifo", process))
 
 
 def kill(process: subprocess.Popen[str], tool_pid: int) -> None:
