@@ -160,8 +160,10 @@ def worktrees(repo: Path) -> list[str]:
     return [line.removeprefix("worktree ") for line in listed if line.startswith("worktree ")]
 
 
-@pytest.fixture(autouse=True, params=["embedded", "cxdb"])
+@pytest.fixture(params=["embedded", "cxdb"])
 def _store(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The store every `orchestra` of a crash test uses: embedded, or a CXDB server (the
+    fake, as a process of its own): the worktree heads must survive both."""
     if request.param == "cxdb":
         STORE_ENV["CXDB_URL"] = request.getfixturevalue("cxdb_process")
     try:
@@ -170,6 +172,7 @@ def _store(request: pytest.FixtureRequest) -> Iterator[None]:
         STORE_ENV.clear()
 
 
+@pytest.mark.usefixtures("_store")
 class TestKilledRunResumes:
     @pytest.mark.parametrize("block_at", ["c", "two"])
     def test_resume_ends_with_the_uninterrupted_history(
