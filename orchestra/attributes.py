@@ -93,6 +93,9 @@ NODE_ATTRIBUTES: Mapping[str, AttrType] = {
     # handlers (spec §4)
     "tool_command": S,
     "human.default_choice": S,
+    "human.timeout": D,
+    "human.input": S,
+    "human.show": S,
     "join_policy": S,
     "error_policy": S,
     "max_parallel": INT,

@@ -15,6 +15,7 @@ a caller would naturally catch, so ``except ValueError`` still works for bad inp
     ├── StoreError (OSError)               durable state that cannot be read or written
     │   └── ContextNotFound (LookupError)  a session or turn id the store does not have
     ├── RunDirectoryError (OSError)        a run directory file that cannot be written
+    ├── HumanUnavailable (RuntimeError)    a question with nobody to answer it (no terminal)
     └── RepositoryError (OSError)          a workspace repository that cannot be used, or a
                                            git operation on it that failed
 
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "ContextNotFound",
     "DotSyntaxError",
+    "HumanUnavailable",
     "OrchestraError",
     "PipelineFileError",
     "RepositoryError",
@@ -190,3 +192,9 @@ class RepositoryError(OrchestraError, OSError):
         super().__init__(f"workspace repo '{repo}': {problem}")
         self.repo = repo
         self.problem = problem
+
+
+class HumanUnavailable(OrchestraError, RuntimeError):
+    """A gate (or chat) asked a person, and there is nobody to ask: stdin is not a terminal
+    and no answers were arranged. It stops the run (resumable), rather than failing the
+    node or, worse, answering for the person."""

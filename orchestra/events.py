@@ -172,6 +172,8 @@ class InterviewStarted(Event):
     question: str
     stage: str
     options: tuple[str, ...] = ()
+    #: what the question is about (the previous stage's answer, cut), shown before it
+    details: str = ""
 
 
 @attrs.frozen(kw_only=True)

@@ -388,6 +388,11 @@ class Progress:
         if self._block is not None:
             self._block.questions += 1
             self._redraw()
+        if event.details:  # what the question that follows is about
+            self.echo("")
+            for line in event.details.splitlines():
+                self.echo(click.style(f"    │ {line}", dim=True))
+            self.echo("")
 
     def _answered(self) -> None:
         if self._block is not None:

@@ -18,9 +18,15 @@ from orchestra.config import BACKENDS
 from orchestra.engine.runner import RunResult
 from orchestra.engine.session import SessionState, load_session
 from orchestra.engine.usage import total_usage
-from orchestra.errors import OrchestraError, RunDirectoryError, StoreError, ValidationError
+from orchestra.errors import (
+    HumanUnavailable,
+    OrchestraError,
+    RunDirectoryError,
+    StoreError,
+    ValidationError,
+)
 from orchestra.events import Event
-from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer
+from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer, NoTerminalInterviewer
 from orchestra.pipeline import Pipeline, replay, resume
 from orchestra.store.location import is_cxdb, open_store, resolve_store
 from orchestra_cli.progress import JsonLines, Progress, summary, usage_lines
@@ -53,8 +59,14 @@ def _parse_variables(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _interviewer(auto_approve: bool) -> Interviewer:
-    if auto_approve or not sys.stdin.isatty():
+    """--auto-approve's, else the terminal's; with no terminal on stdin, one that stops the
+    run at the first question (exit 2) instead of answering it for the person."""
+    if auto_approve:
         return AutoApproveInterviewer()
+    if not sys.stdin.isatty():
+        return NoTerminalInterviewer(
+            "pass --auto-approve to take each gate's first choice, or run it in a terminal"
+        )
     from orchestra.interviewer.console import ConsoleInterviewer
 
     return ConsoleInterviewer()
@@ -136,7 +148,7 @@ def _run_guarded(
     except ValidationError as err:
         click.echo(str(err), err=True)
         sys.exit(EXIT_INVALID)
-    except (StoreError, RunDirectoryError) as err:
+    except (StoreError, RunDirectoryError, HumanUnavailable) as err:
         click.echo(f"error: {err}", err=True)
         session_id = session()
         if session_id:

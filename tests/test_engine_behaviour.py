@@ -1187,7 +1187,9 @@ class TestHumanGate:
         )
 
         assert outcome.status is StageStatus.RETRY
-        assert "no default" in outcome.failure_reason
+        assert outcome.failure_reason == (
+            "human gate 'review' timed out and has no human.default_choice to take"
+        )
 
     async def test_retry_after_timeout_asks_again(
         self, tmp_path: Path, store: EmbeddedStore

@@ -23,6 +23,7 @@ from orchestra.engine.retry import RetryPolicy, policy_for
 from orchestra.engine.routing import select_edge
 from orchestra.engine.session import SessionRecorder, SessionState
 from orchestra.engine.usage import add_usage, node_usage, usage_keys
+from orchestra.errors import HumanUnavailable
 from orchestra.events import (
     CheckpointSaved,
     Event,
@@ -44,6 +45,8 @@ __all__ = ["RunResult", "Runner"]
 
 #: handler types whose outcome would not change on a second try
 _NO_RETRY = frozenset({"start", "exit", "conditional"})
+#: handler types that apply a node's ``timeout`` themselves (a gate then takes its default)
+_OWN_TIMEOUT = frozenset({"wait.human"})
 #: what the runner records of a node's failed attempts, to go on from after a crash
 _ATTEMPTS = "attempts"
 
@@ -321,7 +324,7 @@ class Runner:
             terminal = False
             result: Outcome | None
             try:
-                if node.timeout:
+                if node.timeout and handler_type not in _OWN_TIMEOUT:
                     with anyio.fail_after(node.timeout.seconds):
                         result = await handler.execute(node, context, self.graph, stage)
                 else:  # no cancel scope to enter and leave: a wide fan-out starts sooner
@@ -330,8 +333,8 @@ class Runner:
                 result = Outcome.fail(f"timed out after {node.timeout}")
             except TerminalError as err:
                 result, terminal = Outcome.fail(str(err)), True
-            except anyio.get_cancelled_exc_class():
-                raise
+            except (anyio.get_cancelled_exc_class(), HumanUnavailable):
+                raise  # the run stops here, resumable; the node has not failed
             except Exception as err:  # a handler's bug must not crash the run (§4.12)
                 result = Outcome.fail(f"{type(err).__name__}: {err}")
             if result is None:

@@ -5,6 +5,7 @@ from orchestra.interviewer.base import AnswerValue as AnswerValue
 from orchestra.interviewer.base import AutoApproveInterviewer as AutoApproveInterviewer
 from orchestra.interviewer.base import CallbackInterviewer as CallbackInterviewer
 from orchestra.interviewer.base import Interviewer as Interviewer
+from orchestra.interviewer.base import NoTerminalInterviewer as NoTerminalInterviewer
 from orchestra.interviewer.base import Option as Option
 from orchestra.interviewer.base import Question as Question
 from orchestra.interviewer.base import QuestionType as QuestionType

@@ -14,6 +14,7 @@ __all__ = [
     "AutoApproveInterviewer",
     "CallbackInterviewer",
     "Interviewer",
+    "NoTerminalInterviewer",
     "Option",
     "Question",
     "QuestionType",
@@ -79,6 +80,8 @@ class Question:
     timeout_seconds: float | None = None
     stage: str = ""
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    #: what the question is about, shown before it (the previous stage's answer, say)
+    details: str = ""
 
 
 @runtime_checkable
@@ -98,6 +101,27 @@ class AutoApproveInterviewer:
             first = question.options[0]
             return Answer(first.key, selected_option=first)
         return Answer("auto-approved", text="auto-approved")
+
+    async def inform(self, message: str, stage: str) -> None:
+        return None
+
+
+class NoTerminalInterviewer:
+    """For a run with no terminal to ask in: every question stops the run with
+    ``HumanUnavailable``, saying how to answer instead. Nothing is approved silently."""
+
+    def __init__(self, how: str = "") -> None:
+        self.how = how or (
+            "pass --auto-approve to take each gate's first choice, or run it in a terminal"
+        )
+
+    async def ask(self, question: Question) -> Answer:
+        from orchestra.errors import HumanUnavailable
+
+        raise HumanUnavailable(
+            f"node '{question.stage}' asks a person ({question.text!r}) and stdin is not a "
+            f"terminal: {self.how}"
+        )
 
     async def inform(self, message: str, stage: str) -> None:
         return None
