@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -372,3 +373,60 @@ class TestRuns:
         resumed = await resume(second.session_id, store=cxdb, interviewer=AutoApproveInterviewer())
         assert resumed.succeeded
         assert ran.read_text() == "a\nb\n"
+
+
+class TestQuickAcks:
+    """CXDB writes each reply in several small pieces with Nagle's algorithm on; a client
+    whose delayed ACK holds the next piece waits ~40 ms per request (22 appends/s against
+    the real server). The client asks Linux for quick ACKs before every read."""
+
+    @pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+    async def test_the_clients_socket_takes_quick_acks(self, cxdb_server: FakeCxdb) -> None:
+        """The socket anyio gives the client (asyncio's TransportSocket) is found and takes
+        the option."""
+        from orchestra.store.cxdb.client import _quickack_socket
+
+        host, port = cxdb_server.url.removeprefix("cxdb://").split("?")[0].rsplit(":", 1)
+        stream = await anyio.connect_tcp(host, int(port))
+        try:
+            found = _quickack_socket(stream)
+            assert found is not None
+            raw, option = found
+            raw.setsockopt(socket.IPPROTO_TCP, option, 1)
+        finally:
+            await stream.aclose()
+
+    @pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+    async def test_quick_acks_are_asked_for_before_each_read(
+        self, cxdb_server: FakeCxdb, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every reply read is preceded by a request for quick ACKs (Linux turns them off
+        again by itself)."""
+        from orchestra.store.cxdb import client
+
+        asked: list[int] = []
+        real = client._quickack_socket
+
+        class Recording:
+            def __init__(self, raw: Any) -> None:
+                self.raw = raw
+
+            def setsockopt(self, level: int, option: int, value: int) -> None:
+                asked.append(option)
+                self.raw.setsockopt(level, option, value)
+
+        def recording(stream: Any) -> Any:
+            found = real(stream)
+            return None if found is None else (Recording(found[0]), found[1])
+
+        monkeypatch.setattr(client, "_quickack_socket", recording)
+        store = await CxdbStore.open(cxdb_server.url)
+        try:
+            head = await store.create_context()
+            before = len(asked)
+            for n in range(3):
+                await store.append_turn(head.context_id, "t", 1, pack({1: n}))
+            assert len(asked) - before >= 3
+            assert set(asked) == {socket.TCP_QUICKACK}
+        finally:
+            await store.close()

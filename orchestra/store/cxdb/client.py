@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import socket
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -57,6 +58,8 @@ class _Slot:
 class _Connection:
     def __init__(self, stream: anyio.abc.SocketStream) -> None:
         self.stream = stream
+        #: the socket and the option number, when TCP_QUICKACK can be set on it (Linux)
+        self._quickack = _quickack_socket(stream)
         self.send_lock = anyio.Lock()
         self.receive_lock = anyio.Lock()
         self.waiting: collections.deque[_Slot] = collections.deque()
@@ -103,6 +106,13 @@ class _Connection:
 
     async def _read_exactly(self, count: int) -> bytes:
         while len(self.buffer) < count:
+            if self._quickack is not None:
+                # CXDB writes a reply in several small pieces with Nagle's algorithm on: a
+                # delayed ACK from here holds each next piece ~40 ms. Linux turns quick
+                # ACKs off again after a while, so ask before every read.
+                raw, option = self._quickack
+                with contextlib.suppress(OSError):
+                    raw.setsockopt(socket.IPPROTO_TCP, option, 1)
             self.buffer.extend(await self.stream.receive())
         data = bytes(self.buffer[:count])
         del self.buffer[:count]
@@ -120,6 +130,16 @@ class _Connection:
         self._break(ConnectionError("closed"))
         with contextlib.suppress(Exception):
             await self.stream.aclose()
+
+
+def _quickack_socket(stream: anyio.abc.SocketStream) -> tuple[Any, int] | None:
+    """The stream's socket (asyncio hands out a ``TransportSocket`` wrapper) and Linux's
+    TCP_QUICKACK option number; None where there is no such option."""
+    option = getattr(socket, "TCP_QUICKACK", None)
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if not isinstance(option, int) or not hasattr(raw, "setsockopt"):
+        return None
+    return raw, option
 
 
 class CxdbClient:
