@@ -709,3 +709,19 @@ class TestBackendKnown:
     def test_every_backend_is_known(self, name: str) -> None:
         text = pipeline(f'work [backend="{name}"]')
         assert found(lint(text), "backend_known") == []
+
+
+class TestAgentMode:
+    def test_interactive_is_refused_until_chats_exist(self) -> None:
+        """agent.mode="interactive" is a compile error saying chats are not implemented
+        yet, instead of a node that silently makes one call."""
+        from orchestra import prepare_pipeline
+
+        _, found = prepare_pipeline(
+            "digraph g { start [shape=Mdiamond]; exit [shape=Msquare]; "
+            'chat [prompt="Brainstorm", agent.mode="interactive"]; start -> chat -> exit }'
+        )
+        (error,) = [d for d in found if d.rule == "agent_mode"]
+        assert error.severity.value == "error"
+        assert "is not implemented yet" in error.message
+        assert error.node_id == "chat"

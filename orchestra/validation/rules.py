@@ -392,6 +392,26 @@ def _prompt_on_llm_nodes(graph: Graph) -> Iterable[Diagnostic]:
             )
 
 
+@lint_rule("agent_mode")
+def _agent_mode(graph: Graph) -> Iterable[Diagnostic]:
+    """``agent.mode="interactive"`` (chat nodes) is not built yet: refused at compile time
+    rather than run as one model call with no chat."""
+    for node in graph.nodes.values():
+        mode = str(node.attrs.get("agent.mode") or "").strip()
+        if not mode or mode == "autonomous":
+            continue
+        if mode == "interactive":
+            message = (
+                f"node '{node.id}': agent.mode=\"interactive\" (a chat with the agent) is not "
+                "implemented yet; the node would make one model call and no chat"
+            )
+            fix = 'remove agent.mode, or ask the person at a hexagon gate with human.input="text"'
+        else:
+            message = f"node '{node.id}': unknown agent.mode '{mode}'"
+            fix = 'agent.mode is "autonomous" (the default)'
+        yield _node("agent_mode", ERROR, node, message, fix=fix)
+
+
 #: the rule that warns of parallel agents sharing one directory; a run with
 #: ``workspace.repos`` configured drops it (each branch then has its own git worktree)
 SHARED_WORKSPACE_RULE = "parallel_shared_workspace"
@@ -578,5 +598,6 @@ BUILT_IN_RULES: tuple[LintRule, ...] = (
     _goal_gate_has_retry,
     _prompt_on_llm_nodes,
     _parallel_shared_workspace,
+    _agent_mode,
     _attributes,
 )
