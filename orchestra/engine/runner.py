@@ -277,6 +277,7 @@ class Runner:
         await self._mirror.settle(stage_dir)
         outcome = Outcome.fail("not run")
         first = self._resumed_attempt(node.id) if resumed and branch is None else 1
+        first = min(first, attempts)  # fewer attempts now, after a `resume --force`
         for attempt in range(first, attempts + 1):
             execution = self.state.executions.get(node.id, 0) + 1
             self.state.executions[node.id] = execution
