@@ -138,9 +138,9 @@ def run_killed(directory: Path, command: list[str]) -> str:
     assert process.stdout is not None
     session = json.loads(process.stdout.readline())["session_id"]
     tool_pid = int(read_fifo(directory / "ready.fifo", process))
-    os.killpg(tool_pid, signal.SIGKILL)
-    process.kill()
+    process.kill()  # the run first: killing its tool first would let it record the failure
     process.wait()
+    os.killpg(tool_pid, signal.SIGKILL)
     return str(session)
 
 
