@@ -51,6 +51,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "export_command",
         "Copy SESSION, turn for turn, into the store --to names, as a new session there.",
     ),
+    "answer": (
+        "orchestra_cli.answer",
+        "answer_command",
+        "Answer the question SESSION waits on (a run started with --wait-for-answers).",
+    ),
     "cleanup": (
         "orchestra_cli.cleanup",
         "cleanup_command",

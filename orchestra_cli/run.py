@@ -28,6 +28,7 @@ from orchestra.errors import (
 from orchestra.events import Event
 from orchestra.interviewer.base import AutoApproveInterviewer, Interviewer, NoTerminalInterviewer
 from orchestra.pipeline import Pipeline, replay, resume
+from orchestra.store.base import Store
 from orchestra.store.location import is_cxdb, open_store, resolve_store
 from orchestra_cli.progress import JsonLines, Progress, summary, usage_lines
 
@@ -58,14 +59,22 @@ def _parse_variables(pairs: tuple[str, ...]) -> dict[str, str]:
     return variables
 
 
-def _interviewer(auto_approve: bool) -> Interviewer:
-    """--auto-approve's, else the terminal's; with no terminal on stdin, one that stops the
+def _interviewer(
+    auto_approve: bool, wait_for_answers: bool = False, store: Store | None = None
+) -> Interviewer:
+    """--auto-approve's; --wait-for-answers's (answers come through the store, from
+    `orchestra answer`); else the terminal's; with no terminal on stdin, one that stops the
     run at the first question (exit 2) instead of answering it for the person."""
     if auto_approve:
         return AutoApproveInterviewer()
+    if wait_for_answers and store is not None:
+        from orchestra.answers import StoreInterviewer
+
+        return StoreInterviewer(store)
     if not sys.stdin.isatty():
         return NoTerminalInterviewer(
-            "pass --auto-approve to take each gate's first choice, or run it in a terminal"
+            "pass --auto-approve to take each gate's first choice, --wait-for-answers to "
+            "answer with `orchestra answer SESSION`, or run it in a terminal"
         )
     from orchestra.interviewer.console import ConsoleInterviewer
 
@@ -172,6 +181,12 @@ def _run_guarded(
     is_flag=True,
     help="Answer every human gate with its first choice (for CI and demos).",
 )
+@click.option(
+    "--wait-for-answers",
+    is_flag=True,
+    help="Wait at each human gate for `orchestra answer SESSION` (from any terminal sharing "
+    "the store) instead of asking here.",
+)
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
 @click.option(
     "--logs-root",
@@ -190,6 +205,7 @@ def run_command(
     file: Path,
     variables: tuple[str, ...],
     auto_approve: bool,
+    wait_for_answers: bool,
     backend: str | None,
     logs_root: Path | None,
     store_path: str | None,
@@ -215,7 +231,7 @@ def run_command(
                 variables=values,
                 store=store,
                 backend=backend,
-                interviewer=_interviewer(auto_approve),
+                interviewer=_interviewer(auto_approve, wait_for_answers, store),
                 logs_root=logs_root,
             )
             holder["pipeline"] = pipeline
@@ -251,6 +267,12 @@ def run_command(
 )
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
 @click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
+@click.option(
+    "--wait-for-answers",
+    is_flag=True,
+    help="Wait at each human gate for `orchestra answer SESSION` (from any terminal sharing "
+    "the store) instead of asking here.",
+)
 @click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
@@ -260,6 +282,7 @@ def resume_command(
     force: bool,
     backend: str | None,
     auto_approve: bool,
+    wait_for_answers: bool,
     store_path: str | None,
     as_json: bool,
     quiet: bool,
@@ -288,7 +311,7 @@ def resume_command(
                 force=force,
                 turn=turn,
                 backend=backend,
-                interviewer=_interviewer(auto_approve),
+                interviewer=_interviewer(auto_approve, wait_for_answers, store),
                 on_event=both,
             )
         finally:
@@ -497,7 +520,10 @@ def _heads_text(moved: Mapping[str, str] | None) -> str:
 
 
 def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
+    from orchestra.answers import pending_question
+
     row = _session_row(state)
+    pending = pending_question(state) if state.status == "running" else None
     records = _records(state) if detail or as_json else []
     checkpoints = [
         {
@@ -520,6 +546,15 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
                     "usage": state.usage,
                     "usage_total": total_usage(state.usage),
                     "end_reason": state.end_reason or None,
+                    "pending_question": (
+                        {
+                            "node_id": pending.node_id,
+                            "text": pending.text,
+                            "options": [[o.key, o.label] for o in pending.options],
+                        }
+                        if pending is not None
+                        else None
+                    ),
                 },
                 indent=2,
             )
@@ -535,6 +570,16 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
     click.echo(f"  path: {' → '.join(state.completed_nodes) or '(no stage completed)'}")
     if state.logs_root:
         click.echo(f"  logs: {state.logs_root}")
+    if pending is not None:
+        choices = ", ".join(
+            o.label if o.label.startswith("[") else f"[{o.key}] {o.label}" for o in pending.options
+        )
+        how = "--choice KEY" if pending.options else '--text "..."'
+        click.echo(
+            click.style(f"  waiting at {pending.node_id}: {pending.text}", fg="yellow")
+            + (f"  {choices}" if choices else "")
+            + f"\n  answer with:  orchestra answer {state.session_id} {how}"
+        )
     spent = usage_lines(state.usage)
     if spent:
         click.echo("\n".join(spent if detail else spent[:1]))

@@ -13,6 +13,7 @@ fails saying why.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 import attrs
@@ -135,7 +136,13 @@ class WaitForHumanHandler:
             timeout_seconds=limit.seconds if limit is not None else None,
             stage=node.id,
             details=details,
+            # where the answer may come from when it comes through the store
+            metadata={"session_id": stage.session_id, "execution": stage.execution},
         )
+        if _wants_text(node) and len(choices) == 1:
+            question = attrs.evolve(question, type=FREEFORM, options=())
+        if stage.record is not None:  # `orchestra status` shows it, `orchestra answer` answers it
+            await stage.record("question", question_entry(question, stage.execution))
         await stage.emit(
             InterviewStarted(
                 session_id=stage.session_id,
@@ -147,8 +154,8 @@ class WaitForHumanHandler:
             )
         )
         began = time.monotonic()
-        if _wants_text(node) and len(choices) == 1:  # nothing to choose: only the text
-            answer = await _within(limit, stage, attrs.evolve(question, type=FREEFORM, options=()))
+        if question.type is FREEFORM:  # one way on, nothing to choose: only the text
+            answer = await _within(limit, stage, question)
         else:
             answer = await _within(limit, stage, question)
             if _wants_text(node) and answer.value not in (AnswerValue.TIMEOUT, AnswerValue.SKIPPED):
@@ -156,7 +163,13 @@ class WaitForHumanHandler:
                 typed = await _within(
                     None if left is None else Duration(left, f"{left:g}s"),
                     stage,
-                    Question(_TEXT_PROMPT, FREEFORM, timeout_seconds=left, stage=node.id),
+                    Question(
+                        _TEXT_PROMPT,
+                        FREEFORM,
+                        timeout_seconds=left,
+                        stage=node.id,
+                        metadata=question.metadata,
+                    ),
                 )
                 answer = (
                     typed
@@ -206,6 +219,19 @@ class WaitForHumanHandler:
             context_updates=updates,
             notes=notes,
         )
+
+
+def question_entry(question: Question, execution: int) -> dict[str, Any]:
+    """The ``question`` turn's entries for ``question`` (recorded by the gate)."""
+    return {
+        "question": {
+            "execution": execution,
+            "text": question.text,
+            "type": question.type.value,
+            "options": [[o.key, o.label] for o in question.options],
+            "details": question.details,
+        }
+    }
 
 
 def _wants_text(node: Node) -> bool:
