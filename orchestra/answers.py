@@ -46,6 +46,8 @@ class PendingQuestion:
     type: str
     options: tuple[Option, ...]
     details: str = ""
+    #: the gate asks for typed text too (``human.input="text"``)
+    wants_text: bool = False
 
 
 def pending_question(state: SessionState) -> PendingQuestion | None:
@@ -66,6 +68,7 @@ def pending_question(state: SessionState) -> PendingQuestion | None:
         type=str(asked.get("type") or "multiple_choice"),
         options=tuple(Option(str(k), str(label)) for k, label in asked.get("options") or ()),
         details=str(asked.get("details") or ""),
+        wants_text=bool(asked.get("wants_text")),
     )
 
 
@@ -99,6 +102,11 @@ async def answer_question(
             raise NoPendingQuestion(
                 f"node '{pending.node_id}' asks {pending.text!r}: answer with --choice and one "
                 f"of {listed}"
+            )
+        if pending.wants_text and text is None:
+            raise NoPendingQuestion(
+                f"node '{pending.node_id}' asks {pending.text!r} for a choice and text: "
+                "answer with --choice and --text"
             )
         answer = Answer(option.key, selected_option=option, text=text or "")
     else:

@@ -119,6 +119,27 @@ class TestAnswersThroughTheStore:
         ]
         assert result.completed_nodes == ("start", "work", "ask", "exit")
 
+    async def test_a_gate_wanting_text_takes_a_choice_and_text(
+        self, any_store: Store, tmp_path: Path
+    ) -> None:
+        """A gate with choices and human.input="text" needs both: a choice alone is refused
+        and the pair goes through, the text landing in human.gate.text."""
+        source = GATE.replace('label="Merge?"', 'label="Merge?", human.input="text"')
+        refused: list[str] = []
+
+        async def answer(session: str) -> None:
+            with pytest.raises(NoPendingQuestion) as caught:
+                await answer_question(any_store, session, choice="M")
+            refused.append(str(caught.value))
+            await answer_question(any_store, session, choice="M", text="looks good")
+
+        result, _ = await run_answered(any_store, source, answer, tmp_path)
+        assert refused == [
+            "node 'ask' asks 'Merge?' for a choice and text: answer with --choice and --text"
+        ]
+        assert result.context["human.gate.text"] == "looks good"
+        assert result.completed_nodes[-2:] == ("merge", "exit")
+
     async def test_no_question_waiting(self, any_store: Store, tmp_path: Path) -> None:
         """A session that waits on nothing says so."""
         result = await Pipeline.load(GATE, store=any_store, logs_root=tmp_path).run()

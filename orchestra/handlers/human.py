@@ -142,7 +142,9 @@ class WaitForHumanHandler:
         if _wants_text(node) and len(choices) == 1:
             question = attrs.evolve(question, type=FREEFORM, options=())
         if stage.record is not None:  # `orchestra status` shows it, `orchestra answer` answers it
-            await stage.record("question", question_entry(question, stage.execution))
+            entry = question_entry(question, stage.execution)
+            entry["question"]["wants_text"] = _wants_text(node)
+            await stage.record("question", entry)
         await stage.emit(
             InterviewStarted(
                 session_id=stage.session_id,
@@ -154,28 +156,26 @@ class WaitForHumanHandler:
             )
         )
         began = time.monotonic()
-        if question.type is FREEFORM:  # one way on, nothing to choose: only the text
-            answer = await _within(limit, stage, question)
-        else:
-            answer = await _within(limit, stage, question)
-            if _wants_text(node) and answer.value not in (AnswerValue.TIMEOUT, AnswerValue.SKIPPED):
-                left = None if limit is None else max(limit.seconds - time.monotonic() + began, 0)
-                typed = await _within(
-                    None if left is None else Duration(left, f"{left:g}s"),
-                    stage,
-                    Question(
-                        _TEXT_PROMPT,
-                        FREEFORM,
-                        timeout_seconds=left,
-                        stage=node.id,
-                        metadata=question.metadata,
-                    ),
-                )
-                answer = (
-                    typed
-                    if typed.value in (AnswerValue.TIMEOUT, AnswerValue.SKIPPED)
-                    else attrs.evolve(answer, text=typed.text or str(typed.value))
-                )
+        answer = await _within(limit, stage, question)
+        answered = answer.value not in (AnswerValue.TIMEOUT, AnswerValue.SKIPPED)
+        if question.type is not FREEFORM and _wants_text(node) and answered:  # then the text
+            left = None if limit is None else max(limit.seconds - time.monotonic() + began, 0)
+            typed = await _within(
+                None if left is None else Duration(left, f"{left:g}s"),
+                stage,
+                Question(
+                    _TEXT_PROMPT,
+                    FREEFORM,
+                    timeout_seconds=left,
+                    stage=node.id,
+                    metadata=question.metadata,
+                ),
+            )
+            answer = (
+                typed
+                if typed.value in (AnswerValue.TIMEOUT, AnswerValue.SKIPPED)
+                else attrs.evolve(answer, text=typed.text or str(typed.value))
+            )
         waited = time.monotonic() - began
         if answer.value is AnswerValue.TIMEOUT:
             await stage.emit(
