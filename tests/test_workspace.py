@@ -49,6 +49,13 @@ digraph demo {
 """
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test in its own working directory: run directories default to
+    .orchestra/runs/SESSION there, and tests running at once all have a session 1."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "app", {"app.py": "print(1)\n", "README.md": "app\n"})
@@ -545,3 +552,18 @@ class TestResume:
         result = await resume("1", store=store, config=config, handlers=handlers)
         assert result.status == "success"
         assert branch_files(app, "orchestra/demo/1")["README.md"] == "app\nmore\n"
+
+    def test_a_forged_git_file_cannot_point_removal_elsewhere(self, tmp_path: Path) -> None:
+        """Removing a worktree whose .git file was rewritten (an agent can write there) to
+        name another directory called worktrees/… leaves that directory alone."""
+        from orchestra.workspace import git
+
+        victim = tmp_path / "elsewhere" / "worktrees" / "precious"
+        victim.mkdir(parents=True)
+        (victim / "keep.txt").write_text("keep\n")
+        forged = tmp_path / "wt"
+        forged.mkdir()
+        (forged / ".git").write_text(f"gitdir: {victim}\n")
+        git.remove_worktree_dir(forged)
+        assert not forged.exists()
+        assert (victim / "keep.txt").read_text() == "keep\n"

@@ -63,6 +63,13 @@ def write(path: str, text: str, call_id: str = "w") -> ToolCall:
     return ToolCall(call_id, "write_file", {"file_path": path, "content": text})
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test in its own working directory: run directories default to
+    .orchestra/runs/SESSION there, and tests running at once all have a session 1."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "app", {"app.py": "print(1)\n"})

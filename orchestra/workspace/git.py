@@ -189,12 +189,27 @@ def remove_worktree_dir(path: Path, controls: Path | None = None) -> None:
             control = Path(text.removeprefix("gitdir:").strip())
             if not control.is_absolute():
                 control = (path / control).resolve()
+    # Only a control directory that names this worktree back is removed: the .git file is
+    # in the worktree, where an agent could have written anything.
+    owned = control is not None and _names_back(control, gitfile)
     if path.exists():
         shutil.rmtree(path)
-    if control is None:
+    if control is None or not owned:
         return
     if control.parent == controls or (controls is None and control.parent.name == "worktrees"):
         shutil.rmtree(control, ignore_errors=True)
+
+
+def _names_back(control: Path, gitfile: Path) -> bool:
+    """Whether ``control`` is a worktree control directory whose ``gitdir`` file points at
+    ``gitfile``, as git's own are."""
+    try:
+        named = Path((control / "gitdir").read_text(encoding="utf-8").strip())
+    except OSError:
+        return False
+    if not named.is_absolute():
+        named = control / named
+    return named.resolve() == gitfile.resolve()
 
 
 def prune_worktrees(repo: Repo) -> None:
