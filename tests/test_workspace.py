@@ -567,3 +567,24 @@ class TestResume:
         git.remove_worktree_dir(forged)
         assert not forged.exists()
         assert (victim / "keep.txt").read_text() == "keep\n"
+
+
+class TestCleanupKeepsWhatItCannotVouchFor:
+    async def test_another_stores_worktree_and_its_branch_stay(
+        self, app: Path, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """A worktree of a session this store does not have (another store's, maybe running)
+        is kept, and so is the branch checked out in it, each with the reason."""
+        from orchestra.workspace import git
+        from orchestra.workspace.cleanup import cleanup
+
+        with Repo(str(app)) as repo:
+            git.ensure_branch(repo, b"refs/heads/orchestra/demo/7", repo.refs[b"HEAD"])
+            worktree = tmp_path / "worktrees" / "7" / "session" / "app"
+            git.add_worktree(repo, worktree, b"refs/heads/orchestra/demo/7", "orchestra-7-app")
+        report = await cleanup(store, config_with({"app": app}), older_than=0)
+        assert report.removed_worktrees == report.removed_branches == ()
+        reasons = {kept.what: kept.reason for kept in report.kept}
+        assert reasons[str(tmp_path / "worktrees" / "7")].startswith("session 7 is not in")
+        assert reasons["app: orchestra/demo/7"] == f"checked out in {worktree}"
+        assert (worktree / "app.py").is_file()

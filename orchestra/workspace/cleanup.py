@@ -82,6 +82,15 @@ async def cleanup(
             if state is not None and state.status == "running":
                 kept.append(Kept(str(session_dir), f"session {state.session_id} is running"))
                 continue
+            if state is None:  # another store's session, perhaps a running one: not ours
+                kept.append(
+                    Kept(
+                        str(session_dir),
+                        f"session {session_dir.name} is not in {store.location}; remove the "
+                        "directory by hand if its session is gone",
+                    )
+                )
+                continue
             removed_worktrees.extend(await _remove_worktrees(session_dir, dry_run))
     cutoff = (now if now is not None else time.time()) - older_than
     for name, repo in config.workspace.repos.items():
@@ -95,7 +104,13 @@ async def cleanup(
         with handle:
             if not dry_run:
                 git.prune_worktrees(handle)
+            checked_out = git.checked_out_branches(handle)
             for ref, graph, session_id in _session_branches(handle, repo):
+                where = checked_out.get(ref)
+                if where is not None and not (dry_run and _goes(where, removed_worktrees)):
+                    shown = f"{name}: {ref.decode().removeprefix('refs/heads/')}"
+                    kept.append(Kept(shown, f"checked out in {where}"))
+                    continue
                 state = await sessions.get(session_id)
                 if state is not None and safe_name(state.pipeline) != graph:
                     state = None  # the store's session of that id is another pipeline's
@@ -108,6 +123,11 @@ async def cleanup(
                     git.delete_branch(handle, ref)
                 removed_branches.append(shown)
     return CleanupReport(tuple(removed_worktrees), tuple(removed_branches), tuple(kept), dry_run)
+
+
+def _goes(path: str, removed: list[str]) -> bool:
+    """Whether a worktree at ``path`` is among those a dry run would remove."""
+    return any(Path(path).resolve() == Path(gone).resolve() for gone in removed)
 
 
 def _why_keep(

@@ -38,6 +38,7 @@ __all__ = [
     "add_worktree",
     "branch_exists",
     "changed_paths",
+    "checked_out_branches",
     "clear_stale_locks",
     "commit_paths",
     "delete_branch",
@@ -210,6 +211,18 @@ def _names_back(control: Path, gitfile: Path) -> bool:
     if not named.is_absolute():
         named = control / named
     return named.resolve() == gitfile.resolve()
+
+
+def checked_out_branches(repo: Repo) -> dict[bytes, str]:
+    """The branches checked out in one of the repository's linked worktrees, with where
+    (git refuses to delete those, and so does ``orchestra cleanup``)."""
+    from dulwich.worktree import list_worktrees
+
+    found: dict[bytes, str] = {}
+    for info in list_worktrees(repo)[1:]:  # the first is the repository's own checkout
+        if info.branch is not None and os.path.isdir(info.path):
+            found[bytes(info.branch)] = info.path
+    return found
 
 
 def prune_worktrees(repo: Repo) -> None:
