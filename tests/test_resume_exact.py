@@ -54,22 +54,17 @@ def tool(node: str, *, block_at: int = 0, fail_on: tuple[int, ...] = ()) -> str:
     )
 
 
+LOOP = """
+    digraph s { start [shape=Mdiamond]; exit [shape=Msquare]
+      lap [{lap}]; decide [shape=diamond]; finish [{finish}]
+      start -> lap -> decide
+      decide -> lap [max_visits=3, weight=2]
+      decide -> finish [weight=1]
+      finish -> exit }"""
+
 SCENARIOS: dict[str, str] = {
     # lap runs once, then three more times over the back edge (max_visits=3)
-    "loop-lap-2": """
-        digraph s { start [shape=Mdiamond]; exit [shape=Msquare]
-          lap [{lap2}]; decide [shape=diamond]; finish [{finish}]
-          start -> lap -> decide
-          decide -> lap [max_visits=3, weight=2]
-          decide -> finish [weight=1]
-          finish -> exit }""",
-    "loop-lap-3": """
-        digraph s { start [shape=Mdiamond]; exit [shape=Msquare]
-          lap [{lap3}]; decide [shape=diamond]; finish [{finish}]
-          start -> lap -> decide
-          decide -> lap [max_visits=3, weight=2]
-          decide -> finish [weight=1]
-          finish -> exit }""",
+    **{f"loop-lap-{lap}": LOOP.replace("{lap}", f"{{lap{lap}}}") for lap in (2, 3)},
     # flaky fails twice and succeeds on its third attempt; stopped during the second
     "between-retries": """
         digraph s { start [shape=Mdiamond]; exit [shape=Msquare]

@@ -545,11 +545,7 @@ class Runner:
         if self.workspaces is None:
             return None
         moved = self.workspaces.take_changes()
-        for key, sha in moved.items():
-            if sha:
-                self.state.workspace_heads[key] = sha
-            else:
-                self.state.workspace_heads.pop(key, None)
+        self.state.move_heads(moved)
         return moved
 
     async def _restart(self, edge: Edge) -> None:

@@ -213,12 +213,7 @@ class SessionState:
         self.updated_ms = max(self.updated_ms, int(when or 0))
         if fields.get("workspace"):
             self.workspace_moves[turn.turn_id] = dict(fields["workspace"])
-        for key, sha in (fields.get("workspace") or {}).items():
-            # a checkpoint or a recorded turn moved a worktree ('' when it was removed)
-            if sha:
-                self.workspace_heads[key] = sha
-            else:
-                self.workspace_heads.pop(key, None)
+        self.move_heads(fields.get("workspace") or {})
         if turn.type_id == SESSION_STARTED:
             for name in ("pipeline", "dot_path", "dot_hash", "goal", "logs_root", "host"):
                 setattr(self, name, str(fields.get(name) or ""))
@@ -238,6 +233,14 @@ class SessionState:
         elif turn.type_id == SESSION_ENDED:
             self.ended = str(fields.get("status") or "")
             self.end_reason = str(fields.get("reason") or "")
+
+    def move_heads(self, moved: Mapping[str, str]) -> None:
+        """Worktree heads a checkpoint or a recorded turn moved ('' for one removed)."""
+        for key, sha in moved.items():
+            if sha:
+                self.workspace_heads[key] = sha
+            else:
+                self.workspace_heads.pop(key, None)
 
     def apply_session(self, entries: Mapping[str, Any]) -> None:
         """A change to the session itself: a replay's run directory, or a process taking the

@@ -142,8 +142,7 @@ class WaitForHumanHandler:
         if _wants_text(node) and len(choices) == 1:
             question = attrs.evolve(question, type=FREEFORM, options=())
         if stage.record is not None:  # `orchestra status` shows it, `orchestra answer` answers it
-            entry = question_entry(question, stage.execution)
-            entry["question"]["wants_text"] = _wants_text(node)
+            entry = question_entry(question, stage.execution, wants_text=_wants_text(node))
             await stage.record("question", entry)
         await stage.emit(
             InterviewStarted(
@@ -221,8 +220,9 @@ class WaitForHumanHandler:
         )
 
 
-def question_entry(question: Question, execution: int) -> dict[str, Any]:
-    """The ``question`` turn's entries for ``question`` (recorded by the gate)."""
+def question_entry(question: Question, execution: int, *, wants_text: bool) -> dict[str, Any]:
+    """The ``question`` turn's entries for ``question`` (recorded by the gate, read by
+    ``orchestra.answers``); ``wants_text``: a typed answer is asked for after the choice."""
     return {
         "question": {
             "execution": execution,
@@ -230,6 +230,7 @@ def question_entry(question: Question, execution: int) -> dict[str, Any]:
             "type": question.type.value,
             "options": [[o.key, o.label] for o in question.options],
             "details": question.details,
+            "wants_text": wants_text,
         }
     }
 
