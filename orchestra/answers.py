@@ -48,6 +48,10 @@ class PendingQuestion:
     details: str = ""
     #: the gate asks for typed text too (``human.input="text"``)
     wants_text: bool = False
+    #: a chat node waits for the person's message number ``turn`` (text, or a command
+    #: such as ``/done``)
+    chat: bool = False
+    turn: int | None = None
 
 
 def pending_question(state: SessionState) -> PendingQuestion | None:
@@ -59,8 +63,15 @@ def pending_question(state: SessionState) -> PendingQuestion | None:
         return None
     answered = recorded.get("answer", {}).get("answer")
     execution = int(asked.get("execution") or 0)
-    if isinstance(answered, Mapping) and answered.get("execution") == execution:
+    turn = asked.get("turn")
+    if (
+        isinstance(answered, Mapping)
+        and answered.get("execution") == execution
+        and answered.get("turn") == turn
+    ):
         return None
+    if turn is not None and f"{execution}:{int(turn):04d}" in recorded.get("chat", {}):
+        return None  # the chat's message was said (in the terminal where it runs)
     return PendingQuestion(
         node_id=state.position,
         execution=execution,
@@ -69,6 +80,8 @@ def pending_question(state: SessionState) -> PendingQuestion | None:
         options=tuple(Option(str(k), str(label)) for k, label in asked.get("options") or ()),
         details=str(asked.get("details") or ""),
         wants_text=bool(asked.get("wants_text")),
+        chat=bool(asked.get("chat")),
+        turn=int(turn) if turn is not None else None,
     )
 
 
@@ -111,11 +124,17 @@ async def answer_question(
         answer = Answer(option.key, selected_option=option, text=text or "")
     else:
         if text is None:
+            what = "a chat message (or /done, /reject)" if pending.chat else f"{pending.text!r}"
             raise NoPendingQuestion(
-                f"node '{pending.node_id}' asks {pending.text!r} for text: answer with --text"
+                f"node '{pending.node_id}' asks for {what}: answer with --text"
+                if pending.chat
+                else f"node '{pending.node_id}' asks {what} for text: answer with --text"
             )
         answer = Answer(text, text=text)
-    entries = {"answer": {"answer": answer.to_json(), "execution": pending.execution}}
+    entry: dict[str, object] = {"answer": answer.to_json(), "execution": pending.execution}
+    if pending.turn is not None:
+        entry["turn"] = pending.turn
+    entries = {"answer": entry}
     await SessionRecorder(store, int(session_id)).record(pending.node_id, "answer", entries)
     return pending, answer
 
@@ -131,6 +150,7 @@ class StoreInterviewer:
     async def ask(self, question: Question) -> Answer:
         session_id = str(question.metadata.get("session_id") or "")
         execution = int(question.metadata.get("execution") or 0)
+        turn = question.metadata.get("turn")
         if not session_id:
             raise OrchestraError(
                 f"node '{question.stage}': the question carries no session to wait in"
@@ -138,7 +158,11 @@ class StoreInterviewer:
         while True:
             state = await load_session(self.store, session_id)
             answered = state.recorded.get(question.stage, {}).get("answer", {}).get("answer")
-            if isinstance(answered, Mapping) and answered.get("execution") == execution:
+            if (
+                isinstance(answered, Mapping)
+                and answered.get("execution") == execution
+                and answered.get("turn") == turn
+            ):
                 return Answer.from_json(answered["answer"])
             await anyio.sleep(self.interval)
 

@@ -18,6 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 __all__ = [
     "AgentCommitCreated",
+    "ChatMessage",
     "CheckpointSaved",
     "CleanupCompleted",
     "Event",
@@ -188,6 +189,20 @@ class InterviewTimeout(Event):
     question: str
     stage: str
     duration: float
+
+
+@attrs.frozen(kw_only=True)
+class ChatMessage(Event):
+    """A message of a chat node (``agent.mode="interactive"``). ``who``: ``prompt`` (what
+    the chat opens with), ``agent``, ``human``, or ``orchestra`` (help, a refused command);
+    ``turn`` numbers the agent's and the person's messages from 1; ``replayed`` marks the
+    messages shown again when a chat is resumed."""
+
+    who: str
+    text: str
+    turn: int
+    replayed: bool = False
+    branch: str | None = None
 
 
 @attrs.frozen(kw_only=True)

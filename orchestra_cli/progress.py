@@ -18,6 +18,7 @@ from orchestra.engine.runner import RunResult
 from orchestra.engine.usage import total_usage
 from orchestra.events import (
     AgentCommitCreated,
+    ChatMessage,
     Event,
     InterviewCompleted,
     InterviewStarted,
@@ -38,6 +39,7 @@ from orchestra.events import (
     StageStarted,
     WorktreeMerged,
 )
+from orchestra_cli.chatview import Spinner, render_message
 
 #: moves the cursor to the line above and clears it
 _UP_AND_ERASE = "\x1b[1A\x1b[2K"
@@ -143,6 +145,9 @@ class Progress:
         self._open_line: str | None = None
         self._started_line: dict[str, str] = {}
         self._block: _FanOutBlock | None = None
+        #: the chat node whose agent is working on a reply, and the spinner saying so
+        self._thinking: str | None = None
+        self._spinner: Spinner | None = None
 
     def echo(self, text: str, *, opens: str | None = None) -> None:
         if self.quiet:
@@ -204,9 +209,23 @@ class Progress:
             self._write(text)
 
     def __call__(self, event: Event) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+        if isinstance(event, StageCompleted | StageFailed | StageRetrying):
+            self._thinking = None
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
+        if self._thinking is not None and self.live and not self.quiet:
+            self._spinner = Spinner(f"{self._thinking} is thinking", self._write)
+
+    def _on_ChatMessage(self, event: ChatMessage) -> None:
+        if event.who == "agent":
+            self._thinking = None
+        elif event.who == "prompt" or (event.who == "human" and not event.text.startswith("/")):
+            self._thinking = event.node_id
+        self.echo(render_message(event.who, event.text, live=self.live, replayed=event.replayed))
 
     def _on_PipelineStarted(self, event: PipelineStarted) -> None:
         verb = "resuming" if event.resumed else "running"

@@ -59,8 +59,20 @@ def _parse_variables(pairs: tuple[str, ...]) -> dict[str, str]:
     return variables
 
 
+_multi_line = click.option(
+    "--multi-line",
+    is_flag=True,
+    help="In a chat with an agent, Enter starts a new line and Alt+Enter (or Esc Enter) "
+    "sends, so pasted code keeps its lines.",
+)
+
+
 def _interviewer(
-    auto_approve: bool, wait_for_answers: bool = False, store: Store | None = None
+    auto_approve: bool,
+    wait_for_answers: bool = False,
+    store: Store | None = None,
+    *,
+    multi_line: bool = False,
 ) -> Interviewer:
     """--auto-approve's; --wait-for-answers's (answers come through the store, from
     `orchestra answer`); else the terminal's; with no terminal on stdin, one that stops the
@@ -73,12 +85,13 @@ def _interviewer(
         return StoreInterviewer(store)
     if not sys.stdin.isatty():
         return NoTerminalInterviewer(
-            "pass --auto-approve to take each gate's first choice, --wait-for-answers to "
-            "answer with `orchestra answer SESSION`, or run it in a terminal"
+            "pass --auto-approve to take each gate's first choice and end each chat at once, "
+            "--wait-for-answers to answer with `orchestra answer SESSION`, or run it in a "
+            "terminal"
         )
     from orchestra.interviewer.console import ConsoleInterviewer
 
-    return ConsoleInterviewer()
+    return ConsoleInterviewer(multi_line=multi_line)
 
 
 def _listener(as_json: bool, quiet: bool) -> Callable[[Event], None]:
@@ -179,14 +192,16 @@ def _run_guarded(
 @click.option(
     "--auto-approve",
     is_flag=True,
-    help="Answer every human gate with its first choice (for CI and demos).",
+    help="Answer every human gate with its first choice and end every chat at once (/done), "
+    "for CI and demos.",
 )
 @click.option(
     "--wait-for-answers",
     is_flag=True,
-    help="Wait at each human gate for `orchestra answer SESSION` (from any terminal sharing "
-    "the store) instead of asking here.",
+    help="Wait at each human gate and chat for `orchestra answer SESSION` (from any "
+    "terminal sharing the store) instead of asking here.",
 )
+@_multi_line
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
 @click.option(
     "--logs-root",
@@ -206,6 +221,7 @@ def run_command(
     variables: tuple[str, ...],
     auto_approve: bool,
     wait_for_answers: bool,
+    multi_line: bool,
     backend: str | None,
     logs_root: Path | None,
     store_path: str | None,
@@ -231,7 +247,9 @@ def run_command(
                 variables=values,
                 store=store,
                 backend=backend,
-                interviewer=_interviewer(auto_approve, wait_for_answers, store),
+                interviewer=_interviewer(
+                    auto_approve, wait_for_answers, store, multi_line=multi_line
+                ),
                 logs_root=logs_root,
             )
             holder["pipeline"] = pipeline
@@ -266,13 +284,18 @@ def run_command(
     help="Resume even though the pipeline's DOT file changed since the run began.",
 )
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
-@click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="Answer every human gate with its first choice and end every chat at once (/done).",
+)
 @click.option(
     "--wait-for-answers",
     is_flag=True,
-    help="Wait at each human gate for `orchestra answer SESSION` (from any terminal sharing "
-    "the store) instead of asking here.",
+    help="Wait at each human gate and chat for `orchestra answer SESSION` (from any "
+    "terminal sharing the store) instead of asking here.",
 )
+@_multi_line
 @click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
@@ -283,6 +306,7 @@ def resume_command(
     backend: str | None,
     auto_approve: bool,
     wait_for_answers: bool,
+    multi_line: bool,
     store_path: str | None,
     as_json: bool,
     quiet: bool,
@@ -311,7 +335,9 @@ def resume_command(
                 force=force,
                 turn=turn,
                 backend=backend,
-                interviewer=_interviewer(auto_approve, wait_for_answers, store),
+                interviewer=_interviewer(
+                    auto_approve, wait_for_answers, store, multi_line=multi_line
+                ),
                 on_event=both,
             )
         finally:
@@ -510,6 +536,10 @@ def _records(state: SessionState) -> list[dict[str, Any]]:
     return listed
 
 
+#: how much of the agent's last chat message `status` shows
+_SAID_CHARS = 300
+
+
 def _heads_text(moved: Mapping[str, str] | None) -> str:
     """``app 1a2b3c4, app@b 5d6e7f8``: the worktree heads a turn recorded."""
     if not moved:
@@ -551,6 +581,8 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
                             "node_id": pending.node_id,
                             "text": pending.text,
                             "options": [[o.key, o.label] for o in pending.options],
+                            "chat": pending.chat,
+                            "details": pending.details,
                         }
                         if pending is not None
                         else None
@@ -575,6 +607,13 @@ def _show_session(state: SessionState, detail: bool, as_json: bool) -> None:
             o.label if o.label.startswith("[") else f"[{o.key}] {o.label}" for o in pending.options
         )
         how = "--choice KEY" if pending.options else '--text "..."'
+        if pending.chat:
+            said = pending.details.strip()
+            if len(said) > _SAID_CHARS:
+                said = "…" + said[-_SAID_CHARS:]
+            if said:
+                click.echo(click.style(f"  the agent said: {said}", dim=True))
+            how += "   (--text /done ends the chat, --text /reject rejects it)"
         click.echo(
             click.style(f"  waiting at {pending.node_id}: {pending.text}", fg="yellow")
             + (f"  {choices}" if choices else "")

@@ -15,6 +15,7 @@ import pytest
 from pipelines import dot, load
 
 from orchestra.backends.agent import STATUS_CONTRACT
+from orchestra.backends.base import StageReply
 from orchestra.backends.cli_agent import CliAgentBackend
 from orchestra.backends.simulation import SimulationBackend
 from orchestra.config import AgentConfig, Config, ProviderConfig, Providers
@@ -223,6 +224,8 @@ def work(**attributes: Any) -> Node:
 
 async def run_node(backend: CliAgentBackend, node: Node, tmp_path: Path, **stage: Any) -> Outcome:
     outcome = await backend.run(node, "Write notes.txt", Context(), stage_run(tmp_path, **stage))
+    if isinstance(outcome, StageReply):
+        return outcome.outcome
     assert isinstance(outcome, Outcome)
     return outcome
 

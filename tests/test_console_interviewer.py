@@ -3,8 +3,10 @@ prompt_toolkit pipe input and the screen goes to a dummy output."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
+import anyio
 import pytest
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -179,19 +181,31 @@ class TestFreeform:
         assert answer == Answer("use the blue one", text="use the blue one")
 
 
-class TestSkipping:
-    """A person who backs out of a question skips it."""
-
+class TestInterrupting:
     @pytest.mark.parametrize("kind", list(QuestionType))
-    async def test_ctrl_c_skips(
+    async def test_ctrl_c_interrupts_the_process(
         self, console: ConsoleInterviewer, keyboard: PipeInput, kind: QuestionType
     ) -> None:
-        """Ctrl-C at any prompt is SKIPPED, not an exception."""
+        """Ctrl-C at any prompt (a key in the prompt's raw mode) is sent on as SIGINT, which
+        stops a run at its last checkpoint, and the question gets no answer."""
         keyboard.send_text(CTRL_C)
+        answers: list[Answer] = []
 
-        answer = await console.ask(Question("Deploy?", kind, options=DEPLOY))
+        async def ask() -> None:
+            answers.append(await console.ask(Question("Deploy?", kind, options=DEPLOY)))
 
-        assert answer == Answer(AnswerValue.SKIPPED)
+        with anyio.fail_after(10), anyio.open_signal_receiver(signal.SIGINT) as signals:
+            async with anyio.create_task_group() as group:
+                group.start_soon(ask)
+                async for received in signals:
+                    assert received == signal.SIGINT
+                    group.cancel_scope.cancel()
+                    break
+        assert answers == []
+
+
+class TestSkipping:
+    """A person who backs out of a question skips it."""
 
     async def test_end_of_input_skips(
         self, console: ConsoleInterviewer, keyboard: PipeInput

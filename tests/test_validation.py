@@ -712,16 +712,27 @@ class TestBackendKnown:
 
 
 class TestAgentMode:
-    def test_interactive_is_refused_until_chats_exist(self) -> None:
-        """agent.mode="interactive" is a compile error saying chats are not implemented
-        yet, instead of a node that silently makes one call."""
+    @staticmethod
+    def mode_errors(node: str) -> list[Diagnostic]:
         from orchestra import prepare_pipeline
 
         _, found = prepare_pipeline(
             "digraph g { start [shape=Mdiamond]; exit [shape=Msquare]; "
-            'chat [prompt="Brainstorm", agent.mode="interactive"]; start -> chat -> exit }'
+            f"{node}; start -> chat -> exit }}"
         )
-        (error,) = [d for d in found if d.rule == "agent_mode"]
+        return [d for d in found if d.rule == "agent_mode"]
+
+    def test_interactive_on_an_llm_node_is_a_chat(self) -> None:
+        assert self.mode_errors('chat [prompt="Brainstorm", agent.mode="interactive"]') == []
+
+    def test_interactive_on_a_tool_node_is_an_error(self) -> None:
+        (error,) = self.mode_errors(
+            'chat [shape=parallelogram, tool_command="ls", agent.mode="interactive"]'
+        )
         assert error.severity.value == "error"
-        assert "is not implemented yet" in error.message
+        assert "this node is a tool node" in error.message
         assert error.node_id == "chat"
+
+    def test_an_unknown_mode_is_an_error(self) -> None:
+        (error,) = self.mode_errors('chat [prompt="x", agent.mode="chatty"]')
+        assert "unknown agent.mode 'chatty'" in error.message

@@ -125,6 +125,11 @@ class AgentSession:
         model_calls = tool_calls = 0
         written: list[str] = []
         last: Response | None = None
+        final = self.history[-1] if self.history else None
+        answered = final is not None and final.role is Role.ASSISTANT and not final.tool_calls
+        if user_text is None and final is not None and answered:
+            # answered before a crash: that answer stands, the model is not asked again
+            return self._result(final.text, "completed", usage, 0, 0, written)
         pending = self.history[-1].tool_calls if self.history else []
         if user_text is None and pending and self.history[-1].role is Role.ASSISTANT:
             known = dict(known_results or {})
@@ -144,7 +149,8 @@ class AgentSession:
             )
         while True:
             if model_calls >= self.max_model_calls:
-                return self._result(last, "turn_limit", usage, model_calls, tool_calls, written)
+                text = last.text if last is not None else ""
+                return self._result(text, "turn_limit", usage, model_calls, tool_calls, written)
             response = await self.client.complete(self._request())
             model_calls += 1
             usage = usage + response.usage
@@ -153,7 +159,9 @@ class AgentSession:
             await self._report(ModelTurn(self._next_index(), response))
             calls = response.tool_calls
             if not calls:
-                return self._result(last, "completed", usage, model_calls, tool_calls, written)
+                return self._result(
+                    response.text, "completed", usage, model_calls, tool_calls, written
+                )
             outputs = await self._run_tools(calls)
             tool_calls += len(calls)
             for call, output in zip(calls, outputs, strict=True):
@@ -207,7 +215,7 @@ class AgentSession:
 
     def _result(
         self,
-        last: Response | None,
+        text: str,
         stopped: str,
         usage: Usage,
         model_calls: int,
@@ -215,7 +223,7 @@ class AgentSession:
         written: list[str],
     ) -> AgentResult:
         return AgentResult(
-            text=last.text if last is not None else "",
+            text=text,
             stopped=stopped,
             usage=usage,
             model_calls=model_calls,

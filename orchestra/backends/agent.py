@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ import attrs
 from orchestra.agent.hooks import TOOL_HOOKS_LOG, ToolCallHooks, hook_commands
 from orchestra.agent.session import AgentResult, AgentSession, ModelTurn, ToolTurn
 from orchestra.agent.tools import Tool, ToolOutput, Toolset, Workspace, repo_tool
+from orchestra.backends.base import StageReply
+from orchestra.backends.chat import CHAT_CONTRACT, ChatLine, chat_messages
 from orchestra.backends.threads import Opening, Threads
 from orchestra.backends.workdir import node_workspace, relative_to
 from orchestra.config import Config, resolve_model
@@ -124,11 +126,18 @@ class PreparedCall:
 
 
 def prepare_call(
-    config: Config, node: Node, prompt: str, context: Context, stage: StageRun
+    config: Config,
+    node: Node,
+    prompt: str,
+    context: Context,
+    stage: StageRun,
+    *,
+    contract: str = STATUS_CONTRACT,
 ) -> PreparedCall:
     """Resolve the node's model (node, then agent, then provider default) and compose its
-    prompt from the agent's layers, or the default system prompt when it names no agent.
-    A mistake in either is a ``TerminalError``: retrying cannot fix configuration."""
+    prompt from the agent's layers, or the default system prompt when it names no agent;
+    ``contract`` (how to state the outcome) ends the system prompt. A mistake in either is
+    a ``TerminalError``: retrying cannot fix configuration."""
     agent_name = str(node.attrs.get("agent") or "")
     agent = config.agents.get(agent_name) if agent_name else None
     if agent_name and agent is None:
@@ -151,9 +160,7 @@ def prepare_call(
         effort: str | None = str(node.attrs["reasoning_effort"])
     else:
         effort = agent.reasoning_effort if agent is not None else None
-    return PreparedCall(
-        resolved.provider, resolved.model, f"{system}\n\n{STATUS_CONTRACT}", user, effort
-    )
+    return PreparedCall(resolved.provider, resolved.model, f"{system}\n\n{contract}", user, effort)
 
 
 def outcome_for_error(err: LLMError, call: PreparedCall) -> Outcome:
@@ -214,9 +221,10 @@ def write_opening(stage: StageRun, opening: Opening) -> None:
     (stage.stage_dir / "conversation.md").write_text("\n\n".join(lines) + "\n", encoding="utf-8")
 
 
-def answer_outcome(node_id: str, text: str, updates: Mapping[str, Any]) -> Outcome:
+def answer_outcome(node_id: str, text: str, updates: Mapping[str, Any]) -> StageReply:
     """The node's outcome from the model's final answer: its status block if it has one,
-    else success; ``updates`` (usage and the like) go into the context either way."""
+    else success; ``updates`` (usage and the like) go into the context either way. The
+    reply's text is the answer without its status block."""
     answer, stated = outcome_from_answer(node_id, text)
     updates = {
         "last_stage": node_id,
@@ -224,14 +232,17 @@ def answer_outcome(node_id: str, text: str, updates: Mapping[str, Any]) -> Outco
         **updates,
     }
     if stated is None:
-        return Outcome.success(f"stage completed: {node_id}", context_updates=updates)
-    return Outcome(
+        return StageReply(
+            answer, Outcome.success(f"stage completed: {node_id}", context_updates=updates)
+        )
+    outcome = Outcome(
         stated.status,
         preferred_label=stated.preferred_label,
         context_updates={**updates, **stated.context_updates},
         notes=stated.notes,
         failure_reason=stated.failure_reason,
     )
+    return StageReply(answer, outcome, stated=True)
 
 
 class AgentBackend:
@@ -257,27 +268,11 @@ class AgentBackend:
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
-    ) -> str | Outcome:
+    ) -> str | Outcome | StageReply:
         call = prepare_call(self.config, node, prompt, context, stage)
-        session = AgentSession(
-            client=self.client,
-            model=call.model,
-            provider=call.provider,
-            system=call.system,
-            toolset=self._toolset(node, stage),
-            reasoning_effort=call.reasoning_effort,
-            max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
-        )
-        recorder = _Recorder(
-            stage,
-            session,
-            node.id,
-            session.toolset.workspace.root,
-            f"{call.provider}/{call.model}",
-        )
+        session, recorder = self._session(node, stage, call)
         history, known, earlier = recorder.recorded()
         opening = self.threads.opening(node, call.user, context, stage)
-        session.on_turn = recorder.turn
         try:
             if history:  # resumed mid-node: continue the recorded conversation
                 session.history = history
@@ -295,6 +290,63 @@ class AgentBackend:
             result.usage, result.model_calls, result.tool_calls, result.files_written
         )
         return self._outcome(node, result, call, spent)
+
+    async def chat(
+        self, node: Node, prompt: str, context: Context, stage: StageRun, lines: Sequence[ChatLine]
+    ) -> Outcome | StageReply:
+        """The agent's reply ``stage.call`` in a chat: the conversation so far (every
+        earlier reply's messages, tool calls included, as recorded), the person's last
+        message, then the tool loop until the agent answers. Usage is this reply's own."""
+        call = prepare_call(self.config, node, prompt, context, stage, contract=CHAT_CONTRACT)
+        session, recorder = self._session(node, stage, call)
+        before = recorder.earlier_replies()
+        if stage.call > 1 and not before:  # nothing recorded (no store): from the lines
+            before = chat_messages((Message.user(call.user),), lines[:-1])
+        recorder.saved = len(before)
+        mine, known, earlier = recorder.recorded()
+        opening = self.threads.opening(node, call.user, context, stage)
+        try:
+            if mine:  # resumed mid-reply
+                session.history = [*before, *mine]
+                result = await session.run(None, known_results=known)
+            else:
+                if stage.call == 1:
+                    session.history = list(opening.messages)
+                    write_opening(stage, opening)
+                else:  # the person's message, durable before the model is asked
+                    session.history = [*before, Message.user(lines[-1].text)]
+                await recorder.flush()
+                result = await session.run(None)
+        except LLMError as err:
+            return outcome_for_error(err, call)
+        await recorder.flush()
+        self.threads.keep(opening, node, stage, session.history)
+        spent = earlier + Spent(
+            result.usage, result.model_calls, result.tool_calls, result.files_written
+        )
+        return self._outcome(node, result, call, spent)
+
+    def _session(
+        self, node: Node, stage: StageRun, call: PreparedCall
+    ) -> tuple[AgentSession, _Recorder]:
+        session = AgentSession(
+            client=self.client,
+            model=call.model,
+            provider=call.provider,
+            system=call.system,
+            toolset=self._toolset(node, stage),
+            reasoning_effort=call.reasoning_effort,
+            max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
+        )
+        recorder = _Recorder(
+            stage,
+            session,
+            node.id,
+            session.toolset.workspace.root,
+            f"{call.provider}/{call.model}",
+        )
+        session.on_turn = recorder.turn
+        return session, recorder
 
     def _toolset(self, node: Node, stage: StageRun) -> Toolset:
         root = node_workspace(node, stage, self.workspace)
@@ -322,7 +374,7 @@ class AgentBackend:
 
     def _outcome(
         self, node: Node, result: AgentResult, call: PreparedCall, spent: Spent
-    ) -> Outcome:
+    ) -> Outcome | StageReply:
         updates = usage_updates(node.id, call, spent, self.prices)
         if spent.files_written:
             updates[f"agent.{node.id}.files_written"] = list(spent.files_written)
@@ -349,7 +401,7 @@ class _Recorder:
         #: the agent's workspace root, and its model for commits' authors
         self.root = root
         self.model = model
-        self.prefix = f"{stage.execution}:"
+        self.prefix = f"{stage.key}:"
         self.saved = 0
 
     def _mine(self, kind: str) -> dict[str, Any]:
@@ -360,11 +412,24 @@ class _Recorder:
             if key.startswith(self.prefix)
         }
 
+    def earlier_replies(self) -> list[Message]:
+        """In a chat, the messages the agent's earlier replies recorded, in order."""
+        entries = self.stage.recorded.get(_MESSAGES, {})
+        visit, call = self.stage.visit, self.stage.call
+        found: list[tuple[int, str, Mapping[str, Any]]] = []
+        for key, data in entries.items():
+            owner, _, index = key.partition(":")
+            made_in, _, reply = owner.partition(".")
+            if made_in == str(visit) and reply.isdigit() and 0 < int(reply) < call:
+                found.append((int(reply), index, data))
+        return [message_from_data(data) for _, _, data in sorted(found, key=lambda f: f[:2])]
+
     def recorded(self) -> tuple[list[Message], dict[str, ToolOutput], Spent]:
-        """The conversation so far, the tool outputs by call id, and what it spent."""
+        """This call's conversation so far (after ``saved`` messages of earlier replies in
+        a chat), the tool outputs by call id, and what it spent."""
         messages = self._mine(_MESSAGES)
         history = [message_from_data(messages[k]) for k in sorted(messages)]
-        self.saved = len(history)
+        self.saved += len(history)
         known = {
             call_id: ToolOutput(
                 str(data.get("text", "")),
@@ -424,7 +489,7 @@ class _Recorder:
         await workspace.commit(
             [p for p in paths if p is not None],
             model=self.model,
-            turn=f"{self.stage.execution}.{turn.index}",
+            turn=f"{self.stage.key}.{turn.index}",
             untracked=runs_commands,
         )
 

@@ -53,6 +53,7 @@ from orchestra.backends.agent import (
     answer_outcome,
     outcome_from_answer,
 )
+from orchestra.backends.base import StageReply
 from orchestra.backends.workdir import node_workspace
 from orchestra.config import AgentConfig, Config, resolve_model
 from orchestra.config.converter import CONVERTER
@@ -140,8 +141,8 @@ class CliAgentBackend:
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
-    ) -> str | Outcome:
-        recorded = stage.recorded.get(_RESULT, {}).get(str(stage.execution))
+    ) -> str | Outcome | StageReply:
+        recorded = stage.recorded.get(_RESULT, {}).get(stage.key)
         if recorded is not None:
             return _outcome(node.id, CONVERTER.structure(recorded, _CliResult))
         invocation = self._invocation(node, prompt, context, stage)
@@ -153,7 +154,7 @@ class CliAgentBackend:
         )
         result = self._result(invocation, code, stdout, stderr)
         if stage.record is not None:
-            await stage.record(_RESULT, {str(stage.execution): CONVERTER.unstructure(result)})
+            await stage.record(_RESULT, {stage.key: CONVERTER.unstructure(result)})
         return _outcome(node.id, result)
 
     def _invocation(
@@ -422,7 +423,7 @@ def _parse_codex(stdout: str) -> _CliResult:
 # --- the outcome --------------------------------------------------------------------------
 
 
-def _outcome(node_id: str, result: _CliResult) -> Outcome:
+def _outcome(node_id: str, result: _CliResult) -> Outcome | StageReply:
     answer, _ = outcome_from_answer(node_id, result.text)
     updates: dict[str, Any] = {
         "last_stage": node_id,

@@ -11,12 +11,13 @@ LLM client serves them all; ``aclose()`` closes it.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
-from orchestra.backends.base import CodergenBackend
+from orchestra.backends.base import CodergenBackend, StageReply
+from orchestra.backends.chat import ChatLine, chat_reply
 from orchestra.backends.threads import Threads
 from orchestra.config import BACKENDS, Backend, Config
 from orchestra.config.load import (
@@ -88,8 +89,13 @@ class ConfiguredBackend:
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
-    ) -> str | Outcome:
+    ) -> str | Outcome | StageReply:
         return await self.backend_for(node).run(node, prompt, context, stage)
+
+    async def chat(
+        self, node: Node, prompt: str, context: Context, stage: StageRun, lines: Sequence[ChatLine]
+    ) -> Outcome | StageReply:
+        return await chat_reply(self.backend_for(node), node, prompt, context, stage, lines)
 
     def backend_for(self, node: Node) -> CodergenBackend:
         """The node's ``backend=`` if it has one, else the default; built on first use.

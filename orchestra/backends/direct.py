@@ -8,6 +8,9 @@ model again for the same execution.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from orchestra.backends.agent import (
     Spent,
     answer_outcome,
@@ -16,6 +19,8 @@ from orchestra.backends.agent import (
     usage_updates,
     write_opening,
 )
+from orchestra.backends.base import StageReply
+from orchestra.backends.chat import CHAT_CONTRACT, ChatLine, chat_messages
 from orchestra.backends.threads import Threads
 from orchestra.config import Config
 from orchestra.engine.context import Context
@@ -57,9 +62,9 @@ class DirectBackend:
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
-    ) -> str | Outcome:
+    ) -> str | Outcome | StageReply:
         call = prepare_call(self.config, node, prompt, context, stage)
-        key = str(stage.execution)
+        key = stage.key
         recorded = stage.recorded.get(_ANSWER, {}).get(key)
         if recorded is not None:
             message = message_from_data(recorded["message"])
@@ -88,3 +93,69 @@ class DirectBackend:
         return answer_outcome(
             node.id, message.text, usage_updates(node.id, call, spent, self.prices)
         )
+
+    async def chat(
+        self, node: Node, prompt: str, context: Context, stage: StageRun, lines: Sequence[ChatLine]
+    ) -> Outcome | StageReply:
+        """The agent's reply ``stage.call`` in a chat: the opening the first reply was
+        sent, then each reply as the model gave it and each message of the person."""
+        call = prepare_call(self.config, node, prompt, context, stage, contract=CHAT_CONTRACT)
+        answers = stage.recorded.get(_ANSWER, {})
+        recorded = answers.get(stage.key)
+        if recorded is not None:
+            message = message_from_data(recorded["message"])
+            usage = usage_from_data(recorded.get("usage") or {})
+        else:
+            first = answers.get(f"{stage.visit}.1") if stage.call > 1 else None
+            if first is not None and first.get("opening"):
+                opening = [message_from_data(m) for m in first["opening"]]
+            elif stage.call > 1:  # nothing recorded (no store): the node's prompt
+                opening = [Message.user(call.user)]
+            else:
+                begun = self.threads.opening(node, call.user, context, stage)
+                write_opening(stage, begun)
+                opening = list(begun.messages)
+            messages = self._conversation(opening, lines, stage, answers)
+            request = Request(
+                model=call.model,
+                messages=(Message.system(call.system), *messages),
+                provider=call.provider,
+                reasoning_effort=call.reasoning_effort,
+            )
+            try:
+                response = await self.client.complete(request)
+            except LLMError as err:
+                return outcome_for_error(err, call)
+            message, usage = response.message, response.usage
+            entry: dict[str, Any] = {
+                "message": message_to_data(message),
+                "usage": usage_to_data(usage),
+            }
+            if stage.call == 1:
+                entry["opening"] = [message_to_data(m) for m in opening]
+            if stage.record is not None:
+                await stage.record(_ANSWER, {stage.key: entry})
+        spent = Spent(usage, model_calls=1)
+        return answer_outcome(
+            node.id, message.text, usage_updates(node.id, call, spent, self.prices)
+        )
+
+    @staticmethod
+    def _conversation(
+        opening: Sequence[Message],
+        lines: Sequence[ChatLine],
+        stage: StageRun,
+        answers: Mapping[str, Any],
+    ) -> list[Message]:
+        """The opening and the lines, each reply of the agent as the model gave it (status
+        block and all) where it was recorded."""
+        messages = chat_messages(opening, lines)
+        reply = 0
+        for index, line in enumerate(lines):
+            if line.who != "agent":
+                continue
+            reply += 1
+            given = answers.get(f"{stage.visit}.{reply}")
+            if given is not None:
+                messages[len(opening) + index] = message_from_data(given["message"])
+        return messages

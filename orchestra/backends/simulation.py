@@ -11,8 +11,11 @@ then makes the commits a real one would, on the session branch only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from orchestra.backends.base import StageReply
+from orchestra.backends.chat import ChatLine
 from orchestra.engine.context import Context
 from orchestra.graph import Node
 from orchestra.handlers.base import StageRun, TerminalError
@@ -26,7 +29,7 @@ class SimulationBackend:
 
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
-    ) -> str | Outcome:
+    ) -> str | Outcome | StageReply:
         script = str(node.attrs.get("sim_outcomes", "")).strip()
         response = f"[Simulated] Response for stage: {node.id}"
         if stage.workspace is not None and stage.workspace.worktrees:
@@ -46,6 +49,19 @@ class SimulationBackend:
             notes=f"simulated {status.value} (execution {stage.execution})",
             failure_reason=f"simulated {status.value}" if not status.is_success else "",
             context_updates={"last_stage": node.id, "last_response": response},
+        )
+
+    async def chat(
+        self, node: Node, prompt: str, context: Context, stage: StageRun, lines: Sequence[ChatLine]
+    ) -> Outcome | StageReply:
+        """A deterministic reply naming its number and the message it answers."""
+        said = lines[-1].text if lines else ""
+        flat = " ".join(said.split())
+        quoted = f' to "{flat[:57]}…"' if len(flat) > 60 else f' to "{flat}"' if flat else ""
+        text = f"[Simulated] Reply {stage.call} for stage: {node.id}{quoted}"
+        return StageReply(
+            text,
+            Outcome.success(f"stage completed: {node.id}", context_updates={"last_stage": node.id}),
         )
 
 

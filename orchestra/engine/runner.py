@@ -304,7 +304,7 @@ class Runner:
                 interviewer=self.interviewer,
                 backend=self.backend,
                 run_branch=self._run_branch,
-                recorded=self.state.recorded.get(node.id, {}),
+                recorded=self.state.recorded.setdefault(node.id, {}),
                 record=self._recorder_for(node.id),
                 branch=branch,
                 store=self.recorder.store,
@@ -333,7 +333,7 @@ class Runner:
             except TimeoutError:
                 result = Outcome.fail(f"timed out after {node.timeout}")
             except TerminalError as err:
-                result, terminal = Outcome.fail(str(err)), True
+                result, terminal = err.outcome or Outcome.fail(str(err)), True
             except (anyio.get_cancelled_exc_class(), HumanUnavailable):
                 raise  # the run stops here, resumable; the node has not failed
             except Exception as err:  # a handler's bug must not crash the run (§4.12)

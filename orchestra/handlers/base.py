@@ -38,7 +38,12 @@ __all__ = [
 
 class TerminalError(Exception):
     """Raised by a handler for a failure that retrying cannot fix (bad configuration, a
-    missing file): the node fails at once, without using its retries (DESIGN §4.2)."""
+    missing file, a person's "no"): the node fails at once, without using its retries
+    (DESIGN §4.2), with ``outcome`` when given (a FAIL), else one stating the message."""
+
+    def __init__(self, message: str, *, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @attrs.frozen
@@ -145,7 +150,8 @@ class StageRun:
     interviewer: Interviewer
     backend: CodergenBackend
     run_branch: BranchRunner
-    #: what this node's handler recorded before a crash, by kind then key
+    #: what this node's handler recorded, by kind then key: before a crash, and as it
+    #: records (the runner keeps it up to date)
     recorded: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     #: ``await record(kind, {key: data, ...})`` makes entries durable before returning
     record: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
@@ -170,6 +176,21 @@ class StageRun:
     #: the session's git worktrees, and this stage's, when ``workspace.repos`` is configured
     workspaces: Workspaces | None = None
     workspace: StageWorkspace | None = None
+    #: which backend call of this visit this is: 0 for a node's one call per execution;
+    #: 1, 2, … for the agent's replies in a chat (``agent.mode="interactive"``)
+    call: int = 0
+
+    @property
+    def visit(self) -> int:
+        """The execution this visit of the node began with: its retries have later ones, and
+        continue its chat rather than start another."""
+        return self.execution - self.attempt + 1
+
+    @property
+    def key(self) -> str:
+        """What a backend keys its records of this call by: the execution (``"3"``), or in a
+        chat the visit and the reply (``"3.2"``), so that no call reads another's record."""
+        return f"{self.visit}.{self.call}" if self.call else str(self.execution)
 
 
 @runtime_checkable

@@ -1,16 +1,19 @@
 """The codergen handler (spec §4.5): render the prompt, ask the backend, keep the record.
 
 Writes ``prompt.md`` and ``response.md`` in the stage directory (the engine writes
-``status.json`` for every stage). In a git workspace, whatever the stage changed and its
-backend did not commit turn by turn (a CLI agent, a simulated stage) is committed when it
-ends.
+``status.json`` for every stage). A node with ``agent.mode="interactive"`` is a chat with a
+person (``orchestra.handlers.chat``); its response is the agent's last reply. In a git
+workspace, whatever the stage changed and its backend did not commit turn by turn (a CLI
+agent, a simulated stage) is committed when it ends.
 """
 
 from __future__ import annotations
 
+from orchestra.backends.base import StageReply
 from orchestra.engine.context import Context
 from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
+from orchestra.handlers.chat import ChatHandler, is_chat
 from orchestra.outcome import Outcome
 from orchestra.templates import TemplateError, render_prompt
 from orchestra.transforms import goal_text
@@ -34,8 +37,15 @@ class CodergenHandler:
             raise TerminalError(str(err)) from None
         stage.stage_dir.mkdir(parents=True, exist_ok=True)
         (stage.stage_dir / "prompt.md").write_text(prompt, encoding="utf-8")
-        result = await stage.backend.run(node, prompt, context, stage)
-        if isinstance(result, Outcome):
+        if is_chat(node):
+            result: str | Outcome | StageReply = await ChatHandler().run(
+                node, prompt, context, stage
+            )
+        else:
+            result = await stage.backend.run(node, prompt, context, stage)
+        if isinstance(result, StageReply):
+            response, result = result.text, result.outcome
+        elif isinstance(result, Outcome):
             response = str(result.context_updates.get("last_response", result.notes))
         else:
             response = str(result)

@@ -82,6 +82,9 @@ class Question:
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     #: what the question is about, shown before it (the previous stage's answer, say)
     details: str = ""
+    #: the person's next message in a chat with an agent (a ``FREEFORM`` question): the
+    #: text is the message, or a command (``/done``, ``/approve``, ``/reject``, ``/help``)
+    chat: bool = False
 
 
 @runtime_checkable
@@ -92,9 +95,12 @@ class Interviewer(Protocol):
 
 
 class AutoApproveInterviewer:
-    """YES to yes/no questions, the first option of a choice: for CI and tests."""
+    """YES to yes/no questions, the first option of a choice, ``/done`` in a chat: for CI
+    and tests."""
 
     async def ask(self, question: Question) -> Answer:
+        if question.chat:
+            return Answer("/done", text="/done")
         if question.type in (QuestionType.YES_NO, QuestionType.CONFIRMATION):
             return Answer(AnswerValue.YES)
         if question.type is QuestionType.MULTIPLE_CHOICE and question.options:

@@ -4,11 +4,22 @@ Built on questionary, which runs its own prompt loop; it runs in a worker thread
 event loop (and any parallel branch) keeps going while a person thinks. A timeout returns
 the question's default, or TIMEOUT, and closes the prompt, so that it does not go on
 reading the terminal under the next one.
+
+A chat message (``Question.chat``) is typed at a ``you >`` prompt: Enter sends it, or with
+``multi_line`` Enter starts a new line and Alt+Enter (Esc then Enter) sends, so pasted code
+keeps its lines. The prompt is erased once sent; the progress view prints the message.
+
+Ctrl-C at a prompt interrupts the run, as it does anywhere else (the prompt holds the
+terminal in raw mode, where Ctrl-C is a key, not a signal): the process is sent SIGINT,
+the run stops at its last checkpoint and the question is asked again on resume. Ctrl-D
+skips the question.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,9 +42,16 @@ class ConsoleInterviewer:
     """Asks in the terminal; ``input`` and ``output`` replace it (prompt_toolkit's
     ``create_pipe_input()`` and ``DummyOutput()`` answer questions in tests)."""
 
-    def __init__(self, *, input: Input | None = None, output: Output | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        input: Input | None = None,
+        output: Output | None = None,
+        multi_line: bool = False,
+    ) -> None:
         self._input = input
         self._output = output
+        self.multi_line = multi_line
 
     async def ask(self, question: Question) -> Answer:
         prompt = self._prompt(question)
@@ -43,6 +61,9 @@ class ConsoleInterviewer:
                 reply = await anyio.to_thread.run_sync(
                     _run, prompt.application, stop, abandon_on_cancel=True
                 )
+                if reply is _INTERRUPTED:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    await anyio.sleep_forever()  # the run is cancelled from here
                 return _answer(question, reply)
         finally:
             _close(prompt.application, stop)  # no-op once the prompt has returned
@@ -55,6 +76,16 @@ class ConsoleInterviewer:
         import questionary
 
         terminal: dict[str, Any] = {"input": self._input, "output": self._output}
+        if question.chat:
+            how = "Alt+Enter sends" if self.multi_line else "Enter sends"
+            return questionary.text(
+                ">",
+                qmark="you",
+                multiline=self.multi_line,
+                instruction=f"({how}; /done ends the chat, /help lists commands)",
+                erase_when_done=True,
+                **terminal,
+            )
         if question.type is QuestionType.MULTIPLE_CHOICE and question.options:
             choices = _choices(question.options)
             # j/k would shadow the options keyed J or K (questionary refuses the clash).
@@ -98,9 +129,13 @@ def _choices(options: Sequence[Option]) -> list[questionary.Choice]:
     return choices
 
 
+#: what ``_run`` returns for Ctrl-C
+_INTERRUPTED = object()
+
+
 def _run(application: Application[Any], stop: threading.Event) -> Any:
-    """Run the prompt in this (worker) thread; None if it was closed, interrupted (Ctrl-C)
-    or its input ended (Ctrl-D)."""
+    """Run the prompt in this (worker) thread; None if it was closed or its input ended
+    (Ctrl-D), ``_INTERRUPTED`` for Ctrl-C."""
 
     def close_if_stopped() -> None:
         # ``stop`` may have been set before the prompt started, when ``_close`` could not
@@ -110,7 +145,9 @@ def _run(application: Application[Any], stop: threading.Event) -> Any:
 
     try:
         return application.run(pre_run=close_if_stopped)
-    except (KeyboardInterrupt, EOFError):
+    except KeyboardInterrupt:
+        return _INTERRUPTED
+    except EOFError:
         return None
 
 

@@ -394,22 +394,29 @@ def _prompt_on_llm_nodes(graph: Graph) -> Iterable[Diagnostic]:
 
 @lint_rule("agent_mode")
 def _agent_mode(graph: Graph) -> Iterable[Diagnostic]:
-    """``agent.mode="interactive"`` (chat nodes) is not built yet: refused at compile time
-    rather than run as one model call with no chat."""
+    """``agent.mode`` is ``autonomous`` (the default) or ``interactive`` (a chat with a
+    person), and a chat needs an LLM node to talk to."""
     for node in graph.nodes.values():
         mode = str(node.attrs.get("agent.mode") or "").strip()
         if not mode or mode == "autonomous":
             continue
-        if mode == "interactive":
-            message = (
-                f"node '{node.id}': agent.mode=\"interactive\" (a chat with the agent) is not "
-                "implemented yet; the node would make one model call and no chat"
+        if mode != "interactive":
+            yield _node(
+                "agent_mode",
+                ERROR,
+                node,
+                f"node '{node.id}': unknown agent.mode '{mode}'",
+                fix='agent.mode is "autonomous" (the default) or "interactive" (a chat)',
             )
-            fix = 'remove agent.mode, or ask the person at a hexagon gate with human.input="text"'
-        else:
-            message = f"node '{node.id}': unknown agent.mode '{mode}'"
-            fix = 'agent.mode is "autonomous" (the default)'
-        yield _node("agent_mode", ERROR, node, message, fix=fix)
+        elif node.handler_type != "codergen":
+            yield _node(
+                "agent_mode",
+                ERROR,
+                node,
+                f"node '{node.id}': agent.mode=\"interactive\" makes a chat with an LLM "
+                f"agent, and this node is a {node.handler_type} node",
+                fix="put the chat on an LLM node (shape=box), or ask at a hexagon gate",
+            )
 
 
 #: the rule that warns of parallel agents sharing one directory; a run with
