@@ -57,7 +57,17 @@ def _markdown(text: str) -> str:
         highlight=False,
     )
     console.print(Padding(Markdown(text), (0, 0, 0, len(_INDENT))))
-    return buffer.getvalue()
+    # rich pads every line to the width; the padding would only get in a copy's way
+    return "\n".join(_unpadded(line) for line in buffer.getvalue().splitlines())
+
+
+def _unpadded(line: str) -> str:
+    """``line`` without the spaces rich pads it with, before or after its last style
+    reset."""
+    reset = "\x1b[0m"
+    if line.endswith(reset):
+        return line[: -len(reset)].rstrip(" ") + reset
+    return line.rstrip(" ")
 
 
 class Spinner:

@@ -276,3 +276,28 @@ class TestInform:
         await console.inform("done", "")
 
         assert capsys.readouterr().out == "[ship] deploying\ndone\n"
+
+
+class TestChatMessages:
+    """A chat message is typed at the ``you >`` prompt."""
+
+    async def test_enter_sends_the_message(
+        self, console: ConsoleInterviewer, keyboard: PipeInput
+    ) -> None:
+        keyboard.send_text("a hike, maybe?" + ENTER)
+
+        answer = await console.ask(Question("Your reply", QuestionType.FREEFORM, chat=True))
+
+        assert answer == Answer("a hike, maybe?", text="a hike, maybe?")
+
+    async def test_multi_line_sends_on_alt_enter_and_keeps_the_lines(
+        self, keyboard: PipeInput
+    ) -> None:
+        """With multi_line, Enter starts a new line (pasted code keeps its lines) and
+        Alt+Enter, which a terminal sends as Esc then Enter, sends."""
+        console = ConsoleInterviewer(input=keyboard, output=DummyOutput(), multi_line=True)
+        keyboard.send_text("def f():" + ENTER + "    return 1" + "\x1b" + ENTER)
+
+        answer = await console.ask(Question("Your reply", QuestionType.FREEFORM, chat=True))
+
+        assert answer.text == "def f():\n    return 1"

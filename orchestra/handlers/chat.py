@@ -98,7 +98,8 @@ class ChatHandler:
         if ended is not None:
             return attrs.evolve(ended, context_updates={**ended.context_updates, **updates})
         return Outcome.success(
-            f"chat ended by the human after {len(lines)} messages", context_updates=updates
+            f"chat ended by the human after {len(_said(lines))} messages",
+            context_updates=updates,
         )
 
     async def _show(
@@ -245,12 +246,18 @@ def _add_usage(total: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str
     return summed
 
 
+def _said(lines: Sequence[ChatLine]) -> list[ChatLine]:
+    """The messages, without the person's commands (``/done``)."""
+    return [ln for ln in lines if not (ln.who == "human" and ln.text in COMMANDS)]
+
+
 def _updates(node: Node, lines: Sequence[ChatLine], usage: Mapping[str, Any]) -> dict[str, Any]:
     last = next((line.text for line in reversed(lines) if line.who == "agent"), "")
+    history = [{"who": ln.who, "text": ln.text} for ln in _said(lines)]
     return {
         "last_stage": node.id,
         "last_response": last,
-        f"interactive.{node.id}.history": [{"who": ln.who, "text": ln.text} for ln in lines],
+        f"interactive.{node.id}.history": history,
         **usage,
     }
 
