@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +35,17 @@ def render_message(who: str, text: str, *, live: bool, replayed: bool = False) -
         shown = text.strip()
         if len(shown) > _PROMPT_CHARS:
             shown = shown[:_PROMPT_CHARS].rstrip() + " … (the rest is in prompt.md)"
-        return click.style(_indented(shown, "    │ "), dim=True)
-    return click.style(f"    {text}", dim=True)
+        return click.style(_indented(_wrapped(shown, 6), "    │ "), dim=True)
+    return click.style(_indented(text), dim=True)
+
+
+def _wrapped(text: str, margin: int) -> str:
+    """``text`` wrapped to the terminal's width less ``margin``, line by line."""
+    width = max(shutil.get_terminal_size().columns - margin, 20)
+    return "\n".join(
+        textwrap.fill(line, width, replace_whitespace=False) if line else ""
+        for line in text.splitlines()
+    )
 
 
 def _indented(text: str, prefix: str = _INDENT) -> str:

@@ -146,14 +146,19 @@ def test_the_interview_with_a_revision_in_a_terminal(tmp_path: Path) -> None:
     assert (run / "document" / "response.md").exists()
 
 
-def test_a_chat_answered_from_another_process(brainstorm: Path) -> None:
+@pytest.mark.parametrize("kind", ["embedded", "cxdb"])
+def test_a_chat_answered_from_another_process(
+    brainstorm: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
     """`run --wait-for-answers` in the background: `orchestra status` shows the chat
     waiting with the agent's last reply, and `orchestra answer --text` sends each message
-    until /done."""
+    until /done; on the embedded store and on a CXDB server."""
     import subprocess
     import time
 
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "CXDB_URL"}
+    if kind == "cxdb":
+        env["CXDB_URL"] = request.getfixturevalue("cxdb_process")
 
     def orchestra(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -190,5 +195,5 @@ def test_a_chat_answered_from_another_process(brainstorm: Path) -> None:
             run.kill()
     assert run.returncode == 0, out + err
     assert "you > cheaper" in out
-    brief = next((brainstorm / ".orchestra" / "runs").glob("*/brief/prompt.md")).read_text()
+    brief = next(brainstorm.glob(".orchestra/runs/*/brief/prompt.md")).read_text()
     assert 'Reply 2 for stage: brainstorm to "cheaper"' in brief

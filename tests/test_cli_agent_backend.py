@@ -582,3 +582,35 @@ def alive(pid: int) -> bool:
         return stat.read_text().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+class TestChat:
+    async def test_each_reply_runs_the_cli_with_the_conversation(
+        self, tmp_path: Path, store: EmbeddedStore, claude: FakeCli, workspace: Path
+    ) -> None:
+        """In a chat (agent.mode="interactive") the CLI runs once per reply, the second
+        time with the conversation so far in its prompt; each run is recorded apart."""
+        from orchestra.pipeline import Pipeline
+
+        claude.reply(claude_result("Idea: a hike"))
+        source = PIPELINE.replace(
+            'work  [prompt="Write notes.txt about $goal", llm_model="worker"]',
+            'work  [prompt="Brainstorm $goal", llm_model="worker", agent.mode="interactive"]',
+        )
+        backend = CliAgentBackend(ANTHROPIC, workspace=workspace)
+        pipeline = Pipeline.load(
+            source,
+            store=store,
+            backend=backend,
+            interviewer=QueueInterviewer(["cheaper?", "/done"]),
+            logs_root=tmp_path / "run",
+        )
+        result = await pipeline.run()
+
+        assert result.succeeded, result.failure_reason
+        first, second = (json.dumps(call) for call in claude.calls)
+        assert "cheaper?" not in first
+        assert "The conversation so far" in second
+        assert "cheaper?" in second
+        history = result.context["interactive.work.history"]
+        assert [line["text"] for line in history] == ["Idea: a hike", "cheaper?", "Idea: a hike"]

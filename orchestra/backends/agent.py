@@ -545,6 +545,14 @@ def describe_record(kind: str, entries: Mapping[str, Any]) -> str | None:
         return "; ".join(said)
     if kind == _USAGE:
         return None
+    if kind == "chat":  # a chat node's messages (orchestra.handlers.chat)
+        return "; ".join(
+            f"{'agent' if data.get('who') == 'agent' else 'you'}: "
+            + " ".join(str(data.get("text") or "").split())[:40]
+            for data in entries.values()
+        )
+    if kind == "question":
+        return None  # the answer's turn says it
     return f"{kind} ({len(entries)})"
 
 

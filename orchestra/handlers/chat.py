@@ -59,7 +59,9 @@ def is_chat(node: Node) -> bool:
 
 
 def help_text() -> str:
-    return "Commands: " + "; ".join(f"{name} {what}" for name, what in COMMANDS.items())
+    """The commands, one per line."""
+    width = max(len(name) for name in COMMANDS) + 2
+    return "\n".join(f"{name:<{width}}{what}" for name, what in COMMANDS.items())
 
 
 class ChatHandler:
@@ -170,7 +172,7 @@ class ChatHandler:
                 if command in COMMANDS:
                     return command
                 await self._emit(
-                    node, stage, "orchestra", f"unknown command {text.strip()}; {help_text()}", 0
+                    node, stage, "orchestra", f"unknown command {text.strip()}\n{help_text()}", 0
                 )
                 continue
             if text.strip():

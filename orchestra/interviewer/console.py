@@ -7,7 +7,8 @@ reading the terminal under the next one.
 
 A chat message (``Question.chat``) is typed at a ``you >`` prompt: Enter sends it, or with
 ``multi_line`` Enter starts a new line and Alt+Enter (Esc then Enter) sends, so pasted code
-keeps its lines. The prompt is erased once sent; the progress view prints the message.
+keeps its lines. Every prompt is erased once answered; the progress view prints the
+answer.
 
 Ctrl-C at a prompt interrupts the run, as it does anywhere else (the prompt holds the
 terminal in raw mode, where Ctrl-C is a key, not a signal): the process is sent SIGINT,
@@ -75,7 +76,12 @@ class ConsoleInterviewer:
     def _prompt(self, question: Question) -> questionary.Question:
         import questionary
 
-        terminal: dict[str, Any] = {"input": self._input, "output": self._output}
+        # Erased once answered: the progress view prints the answer, once.
+        terminal: dict[str, Any] = {
+            "input": self._input,
+            "output": self._output,
+            "erase_when_done": True,
+        }
         if question.chat:
             how = "Alt+Enter sends" if self.multi_line else "Enter sends"
             return questionary.text(
@@ -83,7 +89,6 @@ class ConsoleInterviewer:
                 qmark="you",
                 multiline=self.multi_line,
                 instruction=f"({how}; /done ends the chat, /help lists commands)",
-                erase_when_done=True,
                 **terminal,
             )
         if question.type is QuestionType.MULTIPLE_CHOICE and question.options:
