@@ -27,6 +27,7 @@ from orchestra.engine.session import (
 )
 from orchestra.errors import OrchestraError
 from orchestra.events import (
+    ChatMessage,
     Event,
     ParallelBranchCompleted,
     ParallelCompleted,
@@ -131,6 +132,8 @@ class _Translator:
             return self._checkpoint(fields)
         if turn.type_id == RECORDED and fields.get("kind") == "branch":
             return self._branches_done(str(fields.get("node_id") or ""), fields)
+        if turn.type_id == RECORDED and fields.get("kind") == "chat":
+            return self._chat(str(fields.get("node_id") or ""), fields)
         if turn.type_id == RECORDED and fields.get("kind") == SESSION_KIND:
             return self._announce(self.state.next_node) if self.state.next_node else []
         if turn.type_id == SESSION_ENDED:
@@ -255,6 +258,24 @@ class _Translator:
                     duration=0.0,
                     success=success,
                     status=outcome,
+                )
+            )
+        return events
+
+    def _chat(self, node_id: str, fields: dict[str, Any]) -> list[Event]:
+        """A chat node's messages (keyed ``VISIT:NUMBER``), as the chat emitted them."""
+        entries = fields.get("entries") or {}
+        events: list[Event] = list(self._announce(node_id))
+        for key in sorted(entries):
+            data = entries[key] or {}
+            number = str(key).partition(":")[2]
+            events.append(
+                ChatMessage(
+                    session_id=self.session_id,
+                    node_id=node_id,
+                    who="agent" if data.get("who") == "agent" else "human",
+                    text=str(data.get("text") or ""),
+                    turn=int(number) if number.isdigit() else 0,
                 )
             )
         return events

@@ -91,15 +91,19 @@ class Spinner:
         self._write = write
         self._began = time.monotonic()
         self._stop = threading.Event()
+        self._draw(0)  # at once, from the caller's thread; the rest from the spinner's
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
+    def _draw(self, frame: int) -> None:
+        elapsed = time.monotonic() - self._began
+        glyph = click.style(self.FRAMES[frame % len(self.FRAMES)], fg="cyan")
+        self._write(f"\r\x1b[2K  {glyph} {self.label}  {elapsed:.1f}s")
+
     def _spin(self) -> None:
-        frame = 0
-        while not self._stop.wait(0.1 if frame else 0):
-            elapsed = time.monotonic() - self._began
-            glyph = self.FRAMES[frame % len(self.FRAMES)]
-            self._write(f"\r\x1b[2K  {click.style(glyph, fg='cyan')} {self.label}  {elapsed:.1f}s")
+        frame = 1
+        while not self._stop.wait(0.1):
+            self._draw(frame)
             frame += 1
 
     def stop(self) -> None:

@@ -148,6 +148,8 @@ class Progress:
         #: the chat node whose agent is working on a reply, and the spinner saying so
         self._thinking: str | None = None
         self._spinner: Spinner | None = None
+        #: the chat nodes waiting for the person's message
+        self._chat_prompts: set[str] = set()
 
     def echo(self, text: str, *, opens: str | None = None) -> None:
         if self.quiet:
@@ -214,18 +216,41 @@ class Progress:
             self._spinner = None
         if isinstance(event, StageCompleted | StageFailed | StageRetrying):
             self._thinking = None
+            self._chat_ended(event.node_id)
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
         if self._thinking is not None and self.live and not self.quiet:
             self._spinner = Spinner(f"{self._thinking} is thinking", self._write)
 
+    def close(self) -> None:
+        """Stop the spinner, if one runs (the run ended while an agent was thinking)."""
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+        self._thinking = None
+
     def _on_ChatMessage(self, event: ChatMessage) -> None:
+        node = event.node_id or ""
         if event.who == "agent":
             self._thinking = None
         elif event.who == "prompt" or (event.who == "human" and not event.text.startswith("/")):
             self._thinking = event.node_id
+        if event.who == "human" and node in self._chat_prompts:
+            self._chat_prompts.discard(node)
+            self._answered()
         self.echo(render_message(event.who, event.text, live=self.live, replayed=event.replayed))
+        if event.who == "agent" and not event.replayed and node not in self._chat_prompts:
+            # the person's prompt comes next: a fan-out's block steps aside as for a gate
+            self._chat_prompts.add(node)
+            if self._block is not None:
+                self._block.questions += 1
+                self._redraw()
+
+    def _chat_ended(self, node_id: str | None) -> None:
+        if node_id in self._chat_prompts:
+            self._chat_prompts.discard(node_id or "")
+            self._answered()
 
     def _on_PipelineStarted(self, event: PipelineStarted) -> None:
         verb = "resuming" if event.resumed else "running"

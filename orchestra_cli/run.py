@@ -147,15 +147,24 @@ def _freeze_heap() -> None:
 
 
 def _run_guarded(
-    main: Callable[[], Awaitable[RunResult]], as_json: bool, session: Callable[[], str | None]
+    main: Callable[[], Awaitable[RunResult]],
+    as_json: bool,
+    session: Callable[[], str | None],
+    listener: Callable[[Event], None] | None = None,
 ) -> None:
-    """Run ``main`` and turn every way it can end into a message and an exit code."""
+    """Run ``main`` and turn every way it can end into a message and an exit code;
+    ``listener`` (the progress view) is closed first, however it ends."""
     # Keep asyncio's own SIGINT handler out: it cancels the event loop's root task natively,
     # behind anyio's back, which can leave the loop waiting forever. _cancel_on_signal
     # handles the signal instead.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = anyio.run(_cancel_on_signal, main)
+        try:
+            result = anyio.run(_cancel_on_signal, main)
+        finally:
+            close = getattr(listener, "close", None)
+            if callable(close):
+                close()  # a spinner must not draw over what is printed next
     except (_Interrupted, KeyboardInterrupt):
         session_id = session()
         if session_id:
@@ -257,13 +266,17 @@ def run_command(
                 for warning in pipeline.diagnostics:  # errors stopped the load already
                     click.echo(click.style(warning.render(str(file)), fg="yellow"), err=True)
             _freeze_heap()
-            return await pipeline.run(on_event=_listener(as_json, quiet))
+            return await pipeline.run(on_event=listener)
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
 
+    listener = _listener(as_json, quiet)
     _run_guarded(
-        main, as_json, lambda: holder["pipeline"].session_id if "pipeline" in holder else None
+        main,
+        as_json,
+        lambda: holder["pipeline"].session_id if "pipeline" in holder else None,
+        listener,
     )
 
 
@@ -344,7 +357,7 @@ def resume_command(
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    _run_guarded(main, as_json, lambda: holder.get("session", session))
+    _run_guarded(main, as_json, lambda: holder.get("session", session), listener)
 
 
 @click.command("replay")
@@ -414,7 +427,7 @@ def replay_command(
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    _run_guarded(main, as_json, lambda: holder.get("session"))
+    _run_guarded(main, as_json, lambda: holder.get("session"), listener)
 
 
 def _when(ms: int) -> str:

@@ -107,6 +107,38 @@ class TestFollow:
         assert isinstance(events[0], PipelineStarted)
         assert events[0].pipeline == "followed"
 
+    async def test_a_chat_shows_its_messages(self, any_store: Store, tmp_path: Path) -> None:
+        """A chat node's messages follow as ChatMessage events, in order, inside its stage."""
+        from orchestra.events import ChatMessage
+        from orchestra.interviewer.base import QueueInterviewer
+
+        source = LINEAR.replace(
+            'one   [type="gate", label="First"]',
+            'one [label="First", prompt="talk", agent.mode="interactive"]',
+        )
+        assert source != LINEAR
+        pipeline = Pipeline.load(
+            source,
+            store=any_store,
+            backend="simulation",
+            interviewer=QueueInterviewer(["hello", "/done"]),
+            logs_root=tmp_path,
+        )
+        result = await pipeline.run()
+
+        events = [event async for event in follow(any_store, result.session_id)]
+        said = [(e.who, e.text) for e in events if isinstance(e, ChatMessage)]
+        assert said == [
+            ("agent", "[Simulated] Reply 1 for stage: one"),
+            ("human", "hello"),
+            ("agent", '[Simulated] Reply 2 for stage: one to "hello"'),
+            ("human", "/done"),
+        ]
+        names = summary(events)
+        chat = [i for i, name in enumerate(names) if name == "ChatMessage:one"]
+        assert names.index("StageStarted:one") < chat[0]
+        assert names.index("StageCompleted:one") > chat[-1]
+
     async def test_live_session_shows_the_running_stage_then_the_end(
         self, any_store: Store, tmp_path: Path
     ) -> None:

@@ -301,3 +301,28 @@ class TestChatMessages:
         answer = await console.ask(Question("Your reply", QuestionType.FREEFORM, chat=True))
 
         assert answer.text == "def f():\n    return 1"
+
+
+class TestOneAtATime:
+    async def test_questions_asked_at_once_take_turns(
+        self, console: ConsoleInterviewer, keyboard: PipeInput
+    ) -> None:
+        """Two parallel branches asking at once get one prompt after the other on the one
+        terminal, each answered by its own line."""
+        answers: list[str] = []
+        answered = anyio.Event()
+
+        async def ask(name: str) -> None:
+            answer = await console.ask(Question(name, QuestionType.FREEFORM))
+            answers.append(f"{name}={answer.text}")
+            answered.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(ask, "first")
+                await anyio.sleep(0)  # the first is asking before the second starts
+                group.start_soon(ask, "second")
+                keyboard.send_text("one" + ENTER)
+                await answered.wait()
+                keyboard.send_text("two" + ENTER)
+        assert answers == ["first=one", "second=two"]

@@ -9,6 +9,7 @@ from typing import ClassVar
 import pytest
 
 from orchestra.events import (
+    ChatMessage,
     Event,
     InterviewCompleted,
     InterviewStarted,
@@ -478,3 +479,68 @@ class TestAgentActivity:
             "    · shell pytest -q (error)",
             "  ✓ write         2.0s  12k in / 340 out tok, $0.0411",
         ]
+
+
+def chat(who: str, text: str, node: str = "ideas", branch: str | None = None) -> ChatMessage:
+    return ChatMessage(session_id=SESSION, node_id=node, who=who, text=text, turn=1, branch=branch)
+
+
+class TestChats:
+    progress: Progress | None = None
+
+    def teardown_method(self) -> None:
+        if self.progress is not None:
+            self.progress.close()  # its spinner's thread must not outlive the test
+
+    def test_off_a_terminal_messages_are_plain_lines(self) -> None:
+        """In a pipe: the prompt behind ``│``, the agent's reply as its Markdown source
+        indented, the person's after ``you >``, and no spinner."""
+        out = io.StringIO()
+        progress = Progress(out=out, live=False)
+        feed(
+            progress,
+            [
+                stage_started("ideas"),
+                chat("prompt", "Brainstorm with me"),
+                chat("agent", "1. **a hike**\n2. a cabin"),
+                chat("human", "the hike"),
+            ],
+        )
+        assert out.getvalue().splitlines()[1:] == [
+            "    │ Brainstorm with me",
+            "  agent",
+            "    1. **a hike**",
+            "    2. a cabin",
+            "  you > the hike",
+        ]
+
+    def test_on_a_terminal_a_spinner_runs_while_the_agent_thinks(self) -> None:
+        """After the person's message a spinner with the time taken; the agent's reply,
+        rendered as Markdown, takes its place."""
+        progress, out = live()
+        self.progress = progress
+        feed(progress, [stage_started("ideas"), chat("human", "the hike")])
+        assert "ideas is thinking  0.0s" in screen(out.getvalue())[-1]
+        progress(chat("agent", "Book **the hike**"))
+        shown = screen(out.getvalue())
+        assert not any("thinking" in line for line in shown)
+        assert shown[-2:] == ["  agent", "    Book the hike"]
+
+    def test_a_fan_out_block_steps_aside_for_a_chat_prompt(self) -> None:
+        """A chat in a branch waiting for the person: branch updates are not drawn over
+        the prompt; the person's message brings the block back under it."""
+        progress, out = live()
+        self.progress = progress
+        feed(progress, [*REVIEW[:3], chat("agent", "Which one?", "security", "security")])
+        asked = out.getvalue()
+        feed(progress, REVIEW[3:9])
+        assert out.getvalue() == asked
+        progress(chat("human", "the first", "security", "security"))
+        shown = screen(out.getvalue())
+        assert "  you > the first" in shown
+        assert shown[-4:-1] == [
+            "  │ ▸ security  security  running ...",
+            "  │ ↻ style     style     retrying in 0.2s (attempt 2)  simulated retry",
+            "  │ ▸ tests     tests     running ...",
+        ]
+        assert "security is thinking" in shown[-1]  # under the block, until the reply

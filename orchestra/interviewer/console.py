@@ -53,15 +53,18 @@ class ConsoleInterviewer:
         self._input = input
         self._output = output
         self.multi_line = multi_line
+        #: one prompt on the terminal at a time (parallel branches may ask at once)
+        self._terminal = anyio.Lock()
 
     async def ask(self, question: Question) -> Answer:
         prompt = self._prompt(question)
         stop = threading.Event()
         try:
             with anyio.move_on_after(question.timeout_seconds):
-                reply = await anyio.to_thread.run_sync(
-                    _run, prompt.application, stop, abandon_on_cancel=True
-                )
+                async with self._terminal:
+                    reply = await anyio.to_thread.run_sync(
+                        _run, prompt.application, stop, abandon_on_cancel=True
+                    )
                 if reply is _INTERRUPTED:
                     os.kill(os.getpid(), signal.SIGINT)
                     await anyio.sleep_forever()  # the run is cancelled from here
