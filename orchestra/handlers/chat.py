@@ -50,7 +50,7 @@ COMMANDS: Mapping[str, str] = {
 _ENDS = frozenset({"/done", "/approve"})
 #: the kind a chat's messages are recorded under, keyed ``VISIT:NUMBER``
 _LINES = "chat"
-_ASK = "Your reply"
+_ASK = "Your reply to the agent"
 _START = "a chat: reply to the agent; /done ends it, /reject rejects it, /help lists commands"
 
 
