@@ -99,6 +99,7 @@ NODE_ATTRIBUTES: Mapping[str, AttrType] = {
     "join_policy": S,
     "error_policy": S,
     "max_parallel": INT,
+    "rerun_only": S,
     "manager.poll_interval": D,
     "manager.max_cycles": INT,
     "manager.stop_condition": S,
@@ -115,6 +116,8 @@ NODE_ATTRIBUTES: Mapping[str, AttrType] = {
     "tool_hooks.pre": S,
     "tool_hooks.post": S,
     "sim_outcomes": S,
+    "sim_context": S,
+    "agent.tools": S,
 }
 
 EDGE_ATTRIBUTES: Mapping[str, AttrType] = {

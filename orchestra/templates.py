@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,24 +44,35 @@ def _environment(shell: bool) -> jinja2.Environment:
     )
 
 
-def _namespace(variables: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, Any]:
+def _namespace(
+    variables: Mapping[str, str],
+    context: Mapping[str, Any],
+    functions: Mapping[str, Callable[..., Any]] | None = None,
+) -> dict[str, Any]:
     # Context keys are reachable as context["a.b"] and, when they are plain names, directly;
     # run variables win over context keys of the same name.
     names: dict[str, Any] = {k: v for k, v in context.items() if k.isidentifier()}
     names.update(variables)
     names["context"] = dict(context)
+    names.update(functions or {})
     return names
 
 
 def _render(
-    shell: bool, text: str, variables: Mapping[str, str], context: Mapping[str, Any], where: str
+    shell: bool,
+    text: str,
+    variables: Mapping[str, str],
+    context: Mapping[str, Any],
+    where: str,
+    functions: Mapping[str, Callable[..., Any]] | None = None,
 ) -> str:
     if "{{" not in text and "{%" not in text:
         return text
     import jinja2
 
     try:
-        return _environment(shell).from_string(text).render(_namespace(variables, context))
+        namespace = _namespace(variables, context, functions)
+        return _environment(shell).from_string(text).render(namespace)
     except jinja2.UndefinedError as err:
         raise TemplateError(
             f"{where}: {err.message}; pass it as name=value after the pipeline file "
@@ -74,9 +85,14 @@ def _render(
 
 
 def render_prompt(
-    text: str, variables: Mapping[str, str], context: Mapping[str, Any], where: str
+    text: str,
+    variables: Mapping[str, str],
+    context: Mapping[str, Any],
+    where: str,
+    functions: Mapping[str, Callable[..., Any]] | None = None,
 ) -> str:
-    return _render(False, text, variables, context, where)
+    """``text`` rendered; ``functions`` are more names it may call (``response('node')``)."""
+    return _render(False, text, variables, context, where, functions)
 
 
 def render_shell(

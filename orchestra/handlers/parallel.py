@@ -79,6 +79,9 @@ class ParallelHandler:
             for target, data in recorded.items()
             if target in branches and data.get("execution") == stage.execution
         }
+        kept = _kept_results(node, context, branches)
+        for target, data in kept.items():
+            results.setdefault(target, data)
         if stage.workspaces is not None:
             await stage.workspaces.fork(node.id, stage.branch, branches, keep=list(results))
         started = time.monotonic()
@@ -113,9 +116,10 @@ class ParallelHandler:
                 failure_count=failures,
             )
         )
+        ran = [r for r in ordered if r["id"] not in kept]
         updates: dict[str, Any] = {
             # what the branches' LLM stages spent, so the fan-out's checkpoint counts it
-            **{key: value for r in ordered for key, value in (r.get("usage") or {}).items()},
+            **{key: value for r in ran for key, value in (r.get("usage") or {}).items()},
             "parallel.results": ordered,
             "parallel.success_count": successes,
             "parallel.failure_count": failures,
@@ -125,12 +129,44 @@ class ParallelHandler:
             status = StageStatus.SUCCESS if successes else StageStatus.FAIL
         else:
             status = StageStatus.SUCCESS if failures == 0 else StageStatus.PARTIAL_SUCCESS
+        notes = f"{successes} of {len(branches)} branches succeeded"
+        if kept:
+            updates[str(node.attrs["rerun_only"]).strip()] = ""  # used: a later round starts afresh
+            notes += f"; {', '.join(kept)} kept from the round before"
         return Outcome(
             status,
             context_updates=updates,
-            notes=f"{successes} of {len(branches)} branches succeeded",
+            notes=notes,
             failure_reason="" if status.is_success else "no branch succeeded",
         )
+
+
+def _kept_results(node: Node, context: Context, branches: list[str]) -> dict[str, dict[str, Any]]:
+    """With ``rerun_only="KEY"`` on a fan-out that ran before: the results of the branches
+    that the context key KEY does not list (ids, comma-separated or a list), kept from the
+    last round instead of run again. {} when KEY is unset or empty, names none of the
+    branches, or there is no earlier round of this fan-out."""
+    key = str(node.attrs.get("rerun_only") or "").strip()
+    if not key:
+        return {}
+    listed = context.get(key)
+    if isinstance(listed, str):
+        wanted = {name.strip() for name in listed.replace(",", " ").split()}
+    elif isinstance(listed, list | tuple):
+        wanted = {str(name).strip() for name in listed}
+    else:
+        wanted = set()
+    if not wanted & set(branches):
+        return {}
+    earlier = context.get("parallel.results") or []
+    previous = {str(r.get("id")): r for r in earlier if isinstance(r, Mapping)}
+    if set(previous) != set(branches):  # another fan-out's results, or none yet
+        return {}
+    return {
+        target: dict(previous[target])
+        for target in branches
+        if target not in wanted and previous[target].get("outcome") != "fail"
+    }
 
 
 class _FanOut:
@@ -251,8 +287,9 @@ async def _keep_results(finished: MemoryObjectReceiveStream[_Finished], stage: S
 
 
 class FanInHandler:
-    """Picks the best branch: by outcome (success first), then by branch id (§4.9); in a
-    git workspace, first merges the branches that succeeded."""
+    """Picks the best branch: by outcome (success first), then by branch id; with a
+    ``prompt``, the model ranks them and writes the fan-in's response, a merge of them, say
+    (§4.9). In a git workspace, first merges the branches that succeeded."""
 
     async def execute(self, node: Node, context: Context, graph: Graph, stage: StageRun) -> Outcome:
         results = context.get("parallel.results") or []
@@ -276,10 +313,19 @@ class FanInHandler:
                     "parallel.fan_in.best_outcome": "fail",
                 },
             )
+        judged: Outcome | None = None
+        if node.prompt.strip():  # §4.9: the model ranks the candidates
+            judged = await _evaluate(node, context, graph, stage, results)
+            if not judged.status.is_success:
+                return judged  # the model could not be asked: RETRY or FAIL
+            chosen = judged.preferred_label.strip()
+            best = next((r for r in results if str(r["id"]) == chosen), best)
         updates = {
+            **(judged.context_updates if judged is not None else {}),
             "parallel.fan_in.best_id": best["id"],
             "parallel.fan_in.best_outcome": best["outcome"],
         }
+        how = " (ranked by the model)" if judged is not None else ""
         if conflicts:
             files = sum(len(found) for found in conflicts.values())
             return Outcome(
@@ -291,4 +337,49 @@ class FanInHandler:
                     "parallel.merge_conflicts": {k: dict(v) for k, v in conflicts.items()},
                 },
             )
-        return Outcome.success(f"selected best candidate: {best['id']}", context_updates=updates)
+        return Outcome.success(
+            f"selected best candidate: {best['id']}{how}", context_updates=updates
+        )
+
+
+#: how much of each candidate's response the fan-in's model is shown
+CANDIDATE_CHARS = 20_000
+
+
+async def _evaluate(
+    node: Node, context: Context, graph: Graph, stage: StageRun, results: list[dict[str, Any]]
+) -> Outcome:
+    """Ask the node's backend to rank the branches' results: the node's prompt, then each
+    candidate's response (its last stage's ``response.md``); the model names the best in
+    its status block's ``preferred_label``, and its answer is the fan-in's response."""
+    from orchestra.handlers.codergen import ask_backend, render_node_prompt
+
+    prompt = render_node_prompt(node, context, graph, stage)
+    ids = [str(r["id"]) for r in results]
+    shown = "\n\n".join(_candidate(stage, r) for r in results)
+    question = (
+        f"{prompt}\n\n## The candidates, one per parallel branch\n\n{shown}\n\n"
+        f"In your status block, set preferred_label to the id of the best candidate: one of "
+        f"{', '.join(ids)}."
+    )
+    return await ask_backend(node, question, context, stage)
+
+
+def _candidate(stage: StageRun, result: Mapping[str, Any]) -> str:
+    completed = list(result.get("completed_nodes") or ())
+    text = ""
+    if completed:
+        path = stage.logs_root / str(completed[-1]) / "response.md"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+    if not text:
+        updates = result.get("context_updates") or {}
+        text = str(updates.get("last_response") or result.get("notes") or "")
+    if len(text) > CANDIDATE_CHARS:
+        text = text[:CANDIDATE_CHARS] + "\n… (cut)"
+    head = f"### {result['id']} ({result.get('outcome')})"
+    if result.get("failure_reason"):
+        head += f": {result['failure_reason']}"
+    return f"{head}\n\n{text.strip() or '(no response)'}"
