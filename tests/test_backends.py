@@ -506,3 +506,70 @@ class TestAgentWorkspaceAndHooks:
         }
         state = await load_session(store, result.session_id)
         assert state.usage == result.usage
+
+
+class TestToolAllowlist:
+    async def test_agent_tools_limits_what_the_model_is_offered_and_may_call(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """agent.tools="read_file, grep, glob": only those are offered, and a call to any
+        other tool (write_file) is refused without touching the workspace."""
+        write = ToolCall("c1", "write_file", {"file_path": "out.txt", "content": "x"})
+        model = ScriptedModel(
+            [
+                model_calls(write, model="claude-sonnet-4-5", provider="anthropic"),
+                says("reviewed"),
+                says("built"),
+            ],
+            name="anthropic",
+        )
+        source = two_stages(first='"agent.tools"="read_file, grep, glob"')
+        pipeline = Pipeline.load(
+            source, store=store, backend=configured(model, tmp_path), logs_root=tmp_path / "run"
+        )
+
+        assert (await pipeline.run()).succeeded
+        offered = [tool.name for tool in model.requests[0].tools or ()]
+        assert offered == ["read_file", "grep", "glob"]
+        assert not (tmp_path / "ws" / "out.txt").exists()
+        (part,) = model.requests[1].messages[-1].content
+        assert part.tool_result is not None
+        assert part.tool_result.is_error
+        assert "Unknown tool: write_file" in str(part.tool_result.content)
+        assert len(model.requests[2].tools or ()) == 6  # the next node has every tool
+
+    async def test_a_tool_that_does_not_exist_fails_the_node(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        model = ScriptedModel([], name="anthropic")
+        source = two_stages(first='"agent.tools"="read_file, grepp"')
+        result = await Pipeline.load(
+            source, store=store, backend=configured(model, tmp_path), logs_root=tmp_path / "run"
+        ).run()
+        assert not result.succeeded
+        assert "agent.tools: no tool named grepp" in result.failure_reason
+
+
+class TestSimulatedContext:
+    async def test_sim_context_sets_context_values_per_execution(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """sim_context gives each execution's context updates in turn, the last repeating."""
+        source = """
+        digraph g {
+            start [shape=Mdiamond]; exit [shape=Msquare]
+            critic [prompt="judge",
+                    sim_context="verdict=insufficient, redo=a b; verdict=sufficient"]
+            gate   [shape=diamond]
+            start -> critic -> gate
+            gate -> critic [condition="context.verdict=insufficient"]
+            gate -> exit
+        }
+        """
+        result = await Pipeline.load(
+            source, store=store, backend="simulation", logs_root=tmp_path / "run"
+        ).run()
+        assert result.succeeded
+        assert list(result.completed_nodes).count("critic") == 2
+        assert result.context["verdict"] == "sufficient"
+        assert result.context["redo"] == "a b"

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -754,7 +754,10 @@ class Toolset:
         shell_timeout: float = DEFAULT_SHELL_TIMEOUT,
         hooks: ToolCallHooks | None = None,
         extra: Sequence[Tool] = (),
+        only: Collection[str] | None = None,
     ) -> None:
+        """``only`` keeps just the tools named (``read_file``, ``grep``, ``glob`` for a
+        reviewer that must not change anything); a name that is no tool is a ValueError."""
         if not 0 < shell_timeout <= MAX_SHELL_TIMEOUT:
             raise ValueError(
                 f"shell_timeout must be more than 0 and at most {MAX_SHELL_TIMEOUT:g} seconds, "
@@ -768,6 +771,13 @@ class Toolset:
 
         tools = (*_FILE_TOOLS, Tool(_shell_definition(shell_timeout), run_shell), *extra)
         self._tools = {tool.name: tool for tool in tools}
+        if only is not None:
+            unknown = [name for name in only if name not in self._tools]
+            if unknown:
+                raise ValueError(
+                    f"no tool named {', '.join(unknown)} (the tools: {', '.join(self._tools)})"
+                )
+            self._tools = {name: tool for name, tool in self._tools.items() if name in only}
 
     def definitions(self) -> tuple[ToolDefinition, ...]:
         """The tools' definitions, to send with each request."""

@@ -370,7 +370,13 @@ class AgentBackend:
                     extra.append(
                         repo_tool(f"{repo}__{name}", command, worktrees[repo], timeout, repo)
                     )
-        return Toolset(Workspace(root), shell_timeout=timeout, hooks=hooks, extra=extra)
+        only = tool_names(node)
+        try:
+            return Toolset(
+                Workspace(root), shell_timeout=timeout, hooks=hooks, extra=extra, only=only
+            )
+        except ValueError as err:
+            raise TerminalError(f"node '{node.id}' agent.tools: {err}") from None
 
     def _outcome(
         self, node: Node, result: AgentResult, call: PreparedCall, spent: Spent
@@ -505,6 +511,12 @@ class _Recorder:
         }
         await self.stage.record(_MESSAGES, entries)
         self.saved = len(history)
+
+
+def tool_names(node: Node) -> list[str] | None:
+    """``agent.tools="read_file, grep, glob"``: the only tools the node's agent gets."""
+    given = str(node.attrs.get("agent.tools") or "").replace(",", " ").split()
+    return given or None
 
 
 def _activity(turn: ToolTurn) -> str:

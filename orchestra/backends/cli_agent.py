@@ -142,6 +142,11 @@ class CliAgentBackend:
     async def run(
         self, node: Node, prompt: str, context: Context, stage: StageRun
     ) -> str | Outcome | StageReply:
+        if node.attrs.get("agent.tools"):
+            raise TerminalError(
+                f"node '{node.id}': agent.tools limits the tools of Orchestra's own loop "
+                "(backend agent); a CLI agent runs with its own tools"
+            )
         recorded = stage.recorded.get(_RESULT, {}).get(stage.key)
         if recorded is not None:
             return _outcome(node.id, CONVERTER.structure(recorded, _CliResult))
