@@ -573,3 +573,37 @@ class TestSimulatedContext:
         assert list(result.completed_nodes).count("critic") == 2
         assert result.context["verdict"] == "sufficient"
         assert result.context["redo"] == "a b"
+
+
+class TestWorkspaceTemplate:
+    async def test_workspace_renders_run_dir_and_variables(
+        self, tmp_path: Path, store: EmbeddedStore
+    ) -> None:
+        """workspace="{{ run_dir }}/{{ sub }}": the run directory and a run variable; the
+        agent's file tools work there."""
+        source = """
+        digraph g {
+            start [shape=Mdiamond]; exit [shape=Msquare]
+            fetch [shape=parallelogram,
+                   tool_command="cd \\"$ATTRACTOR_LOGS_ROOT\\" && mkdir head && echo seen >head/f"]
+            look  [prompt="look", workspace="{{ run_dir }}/{{ sub }}"]
+            start -> fetch -> look -> exit
+        }
+        """
+        read = ToolCall("c1", "read_file", {"file_path": "f"})
+        model = ScriptedModel(
+            [model_calls(read, model="claude-sonnet-4-5", provider="anthropic"), says("ok")],
+            name="anthropic",
+        )
+        result = await Pipeline.load(
+            source,
+            variables={"sub": "head"},
+            store=store,
+            backend=configured(model, tmp_path),
+            logs_root=tmp_path / "run",
+        ).run()
+        assert result.succeeded, result.failure_reason
+        (part,) = model.requests[1].messages[-1].content
+        assert part.tool_result is not None
+        assert "seen" in str(part.tool_result.content)
+        assert not part.tool_result.is_error

@@ -270,7 +270,7 @@ class AgentBackend:
         self, node: Node, prompt: str, context: Context, stage: StageRun
     ) -> str | Outcome | StageReply:
         call = prepare_call(self.config, node, prompt, context, stage)
-        session, recorder = self._session(node, stage, call)
+        session, recorder = self._session(node, stage, context, call)
         history, known, earlier = recorder.recorded()
         opening = self.threads.opening(node, call.user, context, stage)
         try:
@@ -298,7 +298,7 @@ class AgentBackend:
         earlier reply's messages, tool calls included, as recorded), the person's last
         message, then the tool loop until the agent answers. Usage is this reply's own."""
         call = prepare_call(self.config, node, prompt, context, stage, contract=CHAT_CONTRACT)
-        session, recorder = self._session(node, stage, call)
+        session, recorder = self._session(node, stage, context, call)
         before = recorder.earlier_replies()
         if stage.call > 1 and not before:  # nothing recorded (no store): from the lines
             before = chat_messages((Message.user(call.user),), lines[:-1])
@@ -327,14 +327,14 @@ class AgentBackend:
         return self._outcome(node, result, call, spent)
 
     def _session(
-        self, node: Node, stage: StageRun, call: PreparedCall
+        self, node: Node, stage: StageRun, context: Context, call: PreparedCall
     ) -> tuple[AgentSession, _Recorder]:
         session = AgentSession(
             client=self.client,
             model=call.model,
             provider=call.provider,
             system=call.system,
-            toolset=self._toolset(node, stage),
+            toolset=self._toolset(node, stage, context),
             reasoning_effort=call.reasoning_effort,
             max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
         )
@@ -348,8 +348,8 @@ class AgentBackend:
         session.on_turn = recorder.turn
         return session, recorder
 
-    def _toolset(self, node: Node, stage: StageRun) -> Toolset:
-        root = node_workspace(node, stage, self.workspace)
+    def _toolset(self, node: Node, stage: StageRun, context: Context) -> Toolset:
+        root = node_workspace(node, stage, self.workspace, context)
         if not root.is_dir():
             raise TerminalError(f"node '{node.id}': workspace {root} is not a directory")
         timeout = self.config.tools.shell_timeout or 10.0

@@ -177,7 +177,7 @@ class CliAgentBackend:
                 f"node '{node.id}': the cli_agent backend runs `{cli}`, which is not on PATH; "
                 f"install {_INSTALL[cli]} or add the directory that holds `{cli}` to PATH"
             )
-        cwd = node_workspace(node, stage, self.workspace)
+        cwd = node_workspace(node, stage, self.workspace, context)
         if not cwd.is_dir():
             raise TerminalError(f"node '{node.id}': workspace {cwd} is not a directory")
         system, user = "", prompt

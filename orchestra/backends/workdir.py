@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestra.engine.context import Context
 from orchestra.graph import Node
-from orchestra.handlers.base import StageRun
+from orchestra.handlers.base import StageRun, TerminalError
+from orchestra.templates import TemplateError, render_prompt
 
 __all__ = ["node_workspace", "relative_to"]
 
 
-def node_workspace(node: Node, stage: StageRun, default: Path | None) -> Path:
+def node_workspace(
+    node: Node, stage: StageRun, default: Path | None, context: Context | None = None
+) -> Path:
     """Where a node's agent works: its ``workspace=`` (a relative path is taken from the
     pipeline file's directory), else ``default``, else the working directory, except in a
     parallel branch: there, ``RUN_DIR/branches/BRANCH/workspace``, so that parallel agents
     never share a directory. In a git workspace the stage's worktree stands in: its root,
     a repository's worktree for ``workspace=`` naming the repository (or its path, or a
-    path inside it)."""
-    given = str(node.attrs.get("workspace") or "").strip()
+    path inside it).
+
+    ``workspace=`` is a template like a prompt: run variables, context values, and
+    ``run_dir``, the run directory (``workspace="{{ run_dir }}/head"``)."""
+    given = _rendered(node, stage, context)
     worktrees = stage.workspace
     if not given:
         if worktrees is not None:
@@ -40,6 +47,18 @@ def node_workspace(node: Node, stage: StageRun, default: Path | None) -> Path:
         if located is not None:
             return located
     return path
+
+
+def _rendered(node: Node, stage: StageRun, context: Context | None) -> str:
+    given = str(node.attrs.get("workspace") or "").strip()
+    if "{{" not in given and "{%" not in given:
+        return given
+    values = dict(context.as_mapping()) if context is not None else {}
+    try:
+        names = {**stage.variables, "run_dir": str(stage.logs_root.resolve())}
+        return render_prompt(given, names, values, f"node '{node.id}' workspace").strip()
+    except TemplateError as err:
+        raise TerminalError(str(err)) from None
 
 
 def relative_to(path: Path, root: Path) -> str | None:
