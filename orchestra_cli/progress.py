@@ -70,6 +70,8 @@ def usage_text(usage: Mapping[str, Any] | None) -> str:
     if not usage:
         return ""
     parts = []
+    if (usage.get("runs") or 0) > 1:
+        parts.append(f"{usage['runs']} runs")
     if "input_tokens" in usage or "output_tokens" in usage:
         inputs, outputs = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
         parts.append(f"{_tokens(inputs)} in / {_tokens(outputs)} out tok")

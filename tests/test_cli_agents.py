@@ -276,6 +276,6 @@ def test_the_agents_example_runs_its_agents_with_a_provider(tmp_path: Path) -> N
     assert "tools" not in plan  # the planner runs on the direct backend
     assert plan["model"] == "claude-opus-4-5"  # the smart tier
     implement = next(r for r in requests if "Implement the plan." in json.dumps(r["body"]))
-    assert implement["body"]["model"] == "claude-sonnet-4-5"
+    assert implement["body"]["model"] == "claude-sonnet-4-6"
     told = json.dumps(requests[-2]["body"])  # the implementer's second call
     assert "HELLO, TEAM!" in told  # the shell tool ran the changed program

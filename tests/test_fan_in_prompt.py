@@ -4,6 +4,9 @@ fan-in's response; and response('NODE') in a prompt, a stage's whole answer."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from orchestra.outcome import Outcome, StageStatus
 from orchestra.pipeline import Pipeline
@@ -164,3 +167,54 @@ class TestRerunOnly:
         assert result.succeeded
         ran = [node for node, _ in backend.prompts]
         assert (ran.count("a"), ran.count("b"), ran.count("c")) == (2, 2, 2)
+
+
+class Probe:
+    """A branch node keeping a record per execution; on ``stop_at`` it stops the run (as
+    a crash would) after recording."""
+
+    def __init__(self, scope: Any = None, stop_at: int = 0) -> None:
+        self.scope = scope
+        self.stop_at = stop_at
+        self.seen: list[tuple[int, list[str]]] = []
+
+    async def execute(self, node: Any, context: Any, graph: Any, stage: Any) -> Outcome:
+        self.seen.append((stage.execution, sorted(stage.recorded.get("probe", {}))))
+        if stage.record is not None:
+            await stage.record("probe", {str(stage.execution): True})
+        if stage.execution == self.stop_at and self.scope is not None:
+            self.scope.cancel()
+            await anyio.sleep_forever()
+        return Outcome.success("probed")
+
+
+async def test_a_branch_node_resumed_in_a_later_round_keeps_its_execution_number(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    """Stopped in the second round of a fan-out loop, a branch node resumes as execution 2
+    with only that execution's records, not the first round's."""
+    from orchestra.handlers import default_registry
+
+    source = LOOP.replace('b      [prompt="review b"]', 'b      [type="probe"]')
+    scope = anyio.CancelScope()
+    first = Probe(scope, stop_at=2)
+    registry = default_registry()
+    registry.register("probe", first)
+    backend = ScriptedBackend({"critic": [critic_says("insufficient", "b")]})
+    pipeline = Pipeline.load(
+        source, store=store, backend=backend, handlers=registry, logs_root=tmp_path / "run"
+    )
+    with scope:
+        await pipeline.run()
+    assert first.seen == [(1, []), (2, [])]
+    assert pipeline.session_id is not None
+
+    second = Probe()
+    registry = default_registry()
+    registry.register("probe", second)
+    from orchestra.pipeline import resume
+
+    backend = ScriptedBackend({"critic": [critic_says("sufficient")]})
+    result = await resume(pipeline.session_id, store=store, backend=backend, handlers=registry)
+    assert result.succeeded, result.failure_reason
+    assert second.seen == [(2, ["2"])]

@@ -22,8 +22,8 @@ def node_workspace(
     a repository's worktree for ``workspace=`` naming the repository (or its path, or a
     path inside it).
 
-    ``workspace=`` is a template like a prompt: run variables, context values, and
-    ``run_dir``, the run directory (``workspace="{{ run_dir }}/head"``)."""
+    ``workspace=`` is a template like a prompt: run variables, context values, ``run_dir``
+    and ``pipeline_dir`` (``workspace="{{ run_dir }}/head"``)."""
     given = _rendered(node, stage, context)
     worktrees = stage.workspace
     if not given:
@@ -55,8 +55,8 @@ def _rendered(node: Node, stage: StageRun, context: Context | None) -> str:
         return given
     values = dict(context.as_mapping()) if context is not None else {}
     try:
-        names = {**stage.variables, "run_dir": str(stage.logs_root.resolve())}
-        return render_prompt(given, names, values, f"node '{node.id}' workspace").strip()
+        where = f"node '{node.id}' workspace"
+        return render_prompt(given, stage.template_variables(node.id), values, where).strip()
     except TemplateError as err:
         raise TerminalError(str(err)) from None
 

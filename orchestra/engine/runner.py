@@ -72,6 +72,17 @@ class RunResult:
         return self.status == "success"
 
 
+def branch_executions(outcome: Outcome) -> dict[str, int]:
+    """A fan-out's outcome: the execution counts of the nodes its branches ran."""
+    counts: dict[str, int] = {}
+    results = outcome.context_updates.get("parallel.results")
+    if isinstance(results, list):
+        for result in results:
+            if isinstance(result, Mapping):
+                counts.update(result.get("executions") or {})
+    return counts
+
+
 class _RunEnded(Exception):
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
@@ -475,6 +486,7 @@ class Runner:
         current = node_id
         completed: list[str] = []
         usage: dict[str, Any] = {}
+        executions: dict[str, int] = {}
         arrival: tuple[Edge | None, str] = (None, "")
         #: the fan-in of a fan-out nested in this branch: the branch runs it and goes on
         inner_join = ""
@@ -482,7 +494,7 @@ class Runner:
             node = self.graph.nodes.get(current)
             if node is None:
                 reason = f"branch {branch} routes to '{current}', which is not a node"
-                return BranchResult(Outcome.fail(reason), tuple(completed), usage)
+                return BranchResult(Outcome.fail(reason), tuple(completed), usage, executions)
             handler_type = self._type_for(node)
             if handler_type == "exit" or (
                 handler_type == "parallel.fan_in" and current != inner_join
@@ -490,6 +502,8 @@ class Runner:
                 break
             outcome = await self._execute(node, handler_type, context, branch, arrival=arrival)
             completed.append(node.id)
+            executions[node.id] = self.state.executions.get(node.id, 0)
+            executions.update(branch_executions(outcome))
             usage.update(usage_keys(outcome.context_updates))
             edge, route = self._route(node, outcome, context)
             arrival = (edge, node.id)
@@ -498,7 +512,7 @@ class Runner:
             if not route:
                 break
             current = route
-        return BranchResult(outcome, tuple(completed), usage)
+        return BranchResult(outcome, tuple(completed), usage, executions)
 
     # checkpoints ----------------------------------------------------------------------------
 
@@ -513,6 +527,13 @@ class Runner:
         self.state.completed_nodes.append(node.id)
         self.state.node_outcomes[node.id] = outcome.to_json()
         self.state.recorded.pop(node.id, None)
+        executions = {node.id: self.state.executions.get(node.id, 0)}
+        # A fan-out's branches' nodes are not checkpointed one by one: their execution
+        # counts go with the fan-out's, so that a node of a later round, resumed, does not
+        # take an earlier round's records for its own.
+        for ran, count in branch_executions(outcome).items():
+            self.state.executions[ran] = executions[ran] = count
+            self.state.recorded.pop(ran, None)
         self.state.next_node = next_node
         self.state.current_node = node.id
         changes = self.context.take_changes()
@@ -525,7 +546,7 @@ class Runner:
             context_set=changes,
             retries={node.id: self.state.retries.get(node.id, 0)},
             visits={visited: self.state.visits[visited]} if visited else {},
-            executions={node.id: self.state.executions.get(node.id, 0)},
+            executions=executions,
             next_node=next_node,
             restarts=self.state.restarts,
             workspace=self._moved_heads(),

@@ -268,7 +268,11 @@ class SessionState:
         self.context.update(fields.get("context_set") or {})
         add_usage(self.usage, fields.get("context_set") or {})
         self.retries.update(fields.get("retries") or {})
-        self.executions.update(fields.get("executions") or {})
+        executions = fields.get("executions") or {}
+        self.executions.update(executions)
+        for ran in executions:  # a fan-out's checkpoint names its branches' nodes too
+            if ran != node_id:
+                self.recorded.pop(ran, None)
         for key, count in (fields.get("visits") or {}).items():
             source, _, target = str(key).partition("->")
             self.visits[(source, target)] = int(count)

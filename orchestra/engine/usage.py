@@ -51,17 +51,22 @@ def node_usage(values: Mapping[str, Any], node_id: str) -> dict[str, Any]:
 
 def add_usage(totals: dict[str, dict[str, Any]], values: Mapping[str, Any]) -> None:
     """Add the usage keys among ``values`` (one checkpoint's writes) into ``totals``, a
-    map from node id to its fields."""
+    map from node id to its fields; ``runs`` counts the checkpoints that brought a node's
+    usage (a reviewer sent back by a critic runs twice)."""
+    seen: set[str] = set()
     for key, value in values.items():
         split = _split(key)
         if split is None:
             continue
         node_id, field = split
         fields = totals.setdefault(node_id, {})
+        seen.add(node_id)
         if field in SUMMED_FIELDS and isinstance(value, int | float):
             fields[field] = fields.get(field, 0) + value
         else:
             fields[field] = value
+    for node_id in seen:
+        totals[node_id]["runs"] = totals[node_id].get("runs", 0) + 1
 
 
 def total_usage(usage: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

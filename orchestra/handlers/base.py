@@ -55,6 +55,9 @@ class BranchResult:
     #: the ``usage.NODE.*`` keys its LLM stages wrote, all of them (a branch's context is
     #: its own, and its last outcome holds only its last node's)
     usage: Mapping[str, Any] = attrs.field(factory=dict)
+    #: how many times each node it ran (nested branches' included) has run in the session:
+    #: kept with the branch's result, as its nodes are not checkpointed one by one
+    executions: Mapping[str, int] = attrs.field(factory=dict)
 
 
 class StageWorkspace(Protocol):
@@ -179,6 +182,20 @@ class StageRun:
     #: which backend call of this visit this is: 0 for a node's one call per execution;
     #: 1, 2, … for the agent's replies in a chat (``agent.mode="interactive"``)
     call: int = 0
+
+    def template_variables(self, node_id: str) -> dict[str, str]:
+        """The names a prompt, ``tool_command`` or ``workspace=`` template of ``node_id``
+        sees besides the context: ``node_id``, ``run_dir`` (the run directory),
+        ``pipeline_dir`` (the DOT file's directory; the working directory for a pipeline
+        given as text), then the run variables, which win."""
+        path = self.graph.path if self.graph is not None else None
+        pipeline_dir = Path(path).resolve().parent if path else Path.cwd()
+        return {
+            "node_id": node_id,
+            "run_dir": str(self.logs_root.resolve()),
+            "pipeline_dir": str(pipeline_dir),
+            **self.variables,
+        }
 
     @property
     def visit(self) -> int:

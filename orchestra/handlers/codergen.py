@@ -54,7 +54,7 @@ def render_node_prompt(node: Node, context: Context, graph: Graph, stage: StageR
     try:
         return render_prompt(
             template.replace("$goal", goal_text(graph.goal)),
-            stage.variables,
+            stage.template_variables(node.id),
             context.as_mapping(),
             where,
             {"response": response},

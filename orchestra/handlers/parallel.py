@@ -226,10 +226,11 @@ class _FanOut:
         )
         began = time.monotonic()
         usage: dict[str, Any] = {}
+        executions: dict[str, int] = {}
         try:
             result = await stage.run_branch(target, self.context.clone(), target)
             outcome, completed = result.outcome, list(result.completed_nodes)
-            usage = dict(result.usage)
+            usage, executions = dict(result.usage), dict(result.executions)
         except Exception as err:  # one branch's crash is that branch's failure
             outcome, completed = Outcome.fail(f"{type(err).__name__}: {err}"), []
         data = {
@@ -242,6 +243,7 @@ class _FanOut:
             "completed_nodes": completed,
             "context_updates": dict(outcome.context_updates),
             "usage": dict(usage),
+            "executions": executions,
         }
         if stage.workspaces is not None:
             data["workspace"] = dict(stage.workspaces.heads_of(target))

@@ -4,10 +4,11 @@ The command is rendered with Jinja2 (every substituted value shell-quoted), runs
 ``ATTRACTOR_*`` environment other Attractor implementations use, and its stdout and stderr
 go to ``tool_output.txt``; stdout also becomes ``context["tool.output"]``. Exit status 0 is
 SUCCESS, anything else FAIL. A tool may decide its own outcome by writing
-``$ATTRACTOR_STAGE_DIR/status.json``. On timeout or cancellation the whole process group is
-killed, so no grandchild outlives the node. It runs in ``$ATTRACTOR_WORKSPACE``: the
-session's worktree in a git workspace (the tracked files it changed are then committed once,
-the message naming the node and command), else the working directory.
+``$ATTRACTOR_STAGE_DIR/status.json``; its ``notes`` are then shown under the stage. On
+timeout or cancellation the whole process group is killed, so no grandchild outlives the
+node. It runs in ``$ATTRACTOR_WORKSPACE``: the session's worktree in a git workspace (the
+tracked files it changed are then committed once, the message naming the node and
+command), else the working directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from pathlib import Path
 
 from orchestra.engine.context import Context
+from orchestra.events import StageActivity
 from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome, StageStatus
@@ -46,7 +48,10 @@ class ToolHandler:
             raise TerminalError(f"node '{node.id}' has no tool_command to run")
         try:
             command = render_shell(
-                template, stage.variables, context.as_mapping(), f"node '{node.id}' tool_command"
+                template,
+                stage.template_variables(node.id),
+                context.as_mapping(),
+                f"node '{node.id}' tool_command",
             )
         except TemplateError as err:
             raise TerminalError(str(err)) from None
@@ -85,6 +90,15 @@ class ToolHandler:
         out_text = stdout.decode("utf-8", errors="replace")
         written = read_status_file(status_file)
         if written is not None:
+            if written.notes.strip():  # the tool's own words on what it did, shown under it
+                await stage.emit(
+                    StageActivity(
+                        session_id=stage.session_id,
+                        node_id=node.id,
+                        text=" ".join(written.notes.split()),
+                        branch=stage.branch,
+                    )
+                )
             return written
         updates = {"tool.output": out_text[-_OUTPUT_IN_CONTEXT:], "tool.exit_code": code}
         if code == 0:
