@@ -144,6 +144,8 @@ class StageRetrying(Event):
 class ParallelStarted(Event):
     branch_count: int
     branches: tuple[str, ...] = ()
+    #: the branches that keep their last round's results and do not run (``rerun_only``)
+    kept: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

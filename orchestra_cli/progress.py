@@ -361,9 +361,12 @@ class Progress:
             self._block.nest(event)
             self._redraw()
             return
+        running = [branch for branch in event.branches if branch not in event.kept]
+        kept = f"; {', '.join(event.kept)} kept from the round before" if event.kept else ""
+        again = f"{len(running)} of " if event.kept else ""
         self.echo(
-            "  " + click.style("⇉", fg="cyan") + " " + f"{event.node_id}: {event.branch_count} "
-            f"branches ({', '.join(event.branches)})"
+            "  " + click.style("⇉", fg="cyan") + " " + f"{event.node_id}: {again}"
+            f"{event.branch_count} branches ({', '.join(running)}{kept})"
         )
         if self.live and not self.quiet:
             self._block = _FanOutBlock(event)
@@ -458,7 +461,7 @@ class Progress:
         )
 
 
-_State = Literal["waiting", "running", "retrying", "failed", "done", "cancelled", "not run"]
+_State = Literal["waiting", "running", "retrying", "failed", "done", "cancelled", "not run", "kept"]
 
 #: which rows stay in sight when a block is taller than the terminal
 _PRIORITY: dict[_State, int] = {
@@ -469,6 +472,7 @@ _PRIORITY: dict[_State, int] = {
     "done": 3,
     "cancelled": 3,
     "not run": 3,
+    "kept": 3,
 }
 
 
@@ -524,7 +528,12 @@ class _FanOutBlock:
     def __init__(self, event: ParallelStarted) -> None:
         node = event.node_id or ""
         self.open = [node]  # fan-outs started and not yet completed, the outermost first
-        self.rows = [_BranchRow(fan_out=node, branch=branch) for branch in event.branches]
+        self.rows = [
+            _BranchRow(
+                fan_out=node, branch=branch, state="kept" if branch in event.kept else "waiting"
+            )
+            for branch in event.branches
+        ]
         # Each branch starts on the node it is named after; the column only ever widens, so
         # that rows do not shift about as branches move on.
         widest = max((len(branch) for branch in event.branches), default=0)

@@ -195,7 +195,18 @@ def _run_guarded(
     _finish(result, as_json)
 
 
-@click.command("run")
+_RUN_EXAMPLES = """\b
+Examples:
+  orchestra run examples/fan-out.dot
+  orchestra run examples/pr-review/pr-review.dot --auto-approve
+  orchestra run examples/pr-review/pr-review.dot repo=../app base=main head=feature
+  orchestra run examples/pr-review/pr-review.dot pr_number=123 post=true
+  orchestra run examples/brainstorm/brainstorm.dot --multi-line
+  orchestra run pipeline.dot --wait-for-answers   # answer with: orchestra answer SESSION
+"""
+
+
+@click.command("run", epilog=_RUN_EXAMPLES)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.argument("variables", nargs=-1)
 @click.option(

@@ -91,6 +91,7 @@ class ParallelHandler:
                 node_id=node.id,
                 branch_count=len(branches),
                 branches=tuple(branches),
+                kept=tuple(kept),
             )
         )
         to_run = sum(target not in results for target in branches)
