@@ -171,7 +171,7 @@ async def test_a_scripted_review_with_one_critic_round(
     with FakeLLMServer(script()) as server:
         for name, value in environment(server).items():
             monkeypatch.setenv(name, value)
-        interviewer = QueueInterviewer(["shorter, please", "/done", "A"])
+        interviewer = QueueInterviewer(["shorter, please", "/done", "A", "ship it"])
         pipeline = Pipeline.load(
             example / "pr-review.dot",
             store=store,
@@ -271,3 +271,100 @@ def test_a_real_review_finds_the_seeded_injection(example: Path) -> None:
     review = next((example / ".orchestra" / "runs").glob("*/review.md")).read_text().lower()
     assert "injection" in review
     assert "search_users" in review or "users.py" in review
+
+
+TOOLS = EXAMPLE / "tools"
+
+
+def tool(
+    name: str, *args: str, cwd: Path, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": path if path is not None else os.environ.get("PATH", "")}
+    env.pop("ATTRACTOR_STAGE_DIR", None)
+    return subprocess.run(
+        [sys.executable, str(TOOLS / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class TestTools:
+    def test_a_large_diff_is_cut_by_whole_files_naming_those_left_out(self, tmp_path: Path) -> None:
+        whole = tool("get_diff.py", "--out", str(tmp_path), cwd=tmp_path)
+        assert whole.returncode == 0, whole.stderr
+        assert (
+            '+    query = "SELECT id, name FROM users WHERE name LIKE \'%" + name' in whole.stdout
+        )
+        assert (tmp_path / "head" / "users.py").is_file()
+        cut = tool("get_diff.py", "--out", str(tmp_path), "--budget", "600", cwd=tmp_path)
+        assert "diff --git a/test_users.py" in cut.stdout  # the first file fits
+        assert "diff --git a/users.py" not in cut.stdout
+        assert "1 file(s) left out of this view" in cut.stdout
+        assert "#   users.py" in cut.stdout
+        assert (tmp_path / "diff.patch").read_text().count("diff --git") == 2
+
+    def test_a_local_repository_between_two_refs(self, tmp_path: Path) -> None:
+        tool("get_diff.py", "--out", str(tmp_path / "made"), cwd=tmp_path)
+        repo = tmp_path / "made" / "demo-repo"
+        ran = tool(
+            "get_diff.py",
+            "--out",
+            str(tmp_path / "out"),
+            "--repo",
+            str(repo),
+            "--base",
+            "main",
+            "--head",
+            "feature",
+            cwd=tmp_path,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert f"# The change: {repo} main..feature" in ran.stdout
+        missing = tool(
+            "get_diff.py",
+            "--out",
+            str(tmp_path / "out"),
+            "--repo",
+            str(repo),
+            "--base",
+            "nope",
+            cwd=tmp_path,
+        )
+        assert missing.returncode == 1
+        assert "has no commit or branch named 'nope'" in missing.stderr
+
+    def test_a_pull_request_without_gh_says_how_to_get_it(self, tmp_path: Path) -> None:
+        ran = tool(
+            "get_diff.py", "--out", str(tmp_path), "--pr", "7", cwd=tmp_path, path="/nonexistent"
+        )
+        assert ran.returncode == 1
+        assert "--pr needs GitHub's CLI, `gh`, which is not on PATH" in ran.stderr
+
+    def test_publish_without_gh_writes_the_review_and_says_why_it_did_not_post(
+        self, tmp_path: Path
+    ) -> None:
+        for stage, text in (("synthesize", "Verdict: approve"), ("security", "nothing")):
+            (tmp_path / stage).mkdir()
+            (tmp_path / stage / "response.md").write_text(text)
+        ran = tool(
+            "publish.py",
+            "--run-dir",
+            str(tmp_path),
+            "--reviewers",
+            "security,tests",
+            "--pr",
+            "7",
+            "--post",
+            "true",
+            cwd=tmp_path,
+            path="/nonexistent",
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert "not posted: GitHub's CLI `gh` is not on PATH" in ran.stdout
+        review = (tmp_path / "review.md").read_text()
+        assert "Verdict: approve" in review
+        assert "### Found by security\n\nnothing" in review
+        assert "### Found by tests\n\n(no review)" in review
