@@ -69,6 +69,7 @@ GRAPH_ATTRIBUTES: Mapping[str, AttrType] = {
     "stack.child_workdir": S,
     "tool_hooks.pre": S,
     "tool_hooks.post": S,
+    "tool_env_passthrough": S,
 }
 
 NODE_ATTRIBUTES: Mapping[str, AttrType] = {
@@ -92,6 +93,7 @@ NODE_ATTRIBUTES: Mapping[str, AttrType] = {
     "retry_policy": S,
     # handlers (spec §4)
     "tool_command": S,
+    "tool_env_passthrough": S,
     "human.default_choice": S,
     "human.timeout": D,
     "human.input": S,

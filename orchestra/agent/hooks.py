@@ -38,10 +38,11 @@ import anyio.abc
 import anyio.to_thread
 import attrs
 
-from orchestra.agent.tools import ToolOutput, filter_environment
+from orchestra.agent.tools import ToolOutput
 from orchestra.config.model import ToolHooks
 from orchestra.llm.types import ToolCall
 from orchestra.process import collect, run_in_group
+from orchestra.secrets import filter_environment, redact
 
 __all__ = [
     "DEFAULT_HOOK_TIMEOUT",
@@ -106,7 +107,8 @@ def _enabled(command: Any) -> str | None:
 
 
 def _head(data: bytes) -> str:
-    lines = data.decode("utf-8", errors="replace").strip("\n").split("\n")[:_LOG_LINES]
+    text = redact(data.decode("utf-8", errors="replace"))
+    lines = text.strip("\n").split("\n")[:_LOG_LINES]
     return "\n".join(line.rstrip("\r")[:_LOG_LINE_CHARS] for line in lines)
 
 

@@ -33,6 +33,7 @@ import attrs
 from orchestra.errors import OrchestraError
 from orchestra.llm.types import ToolCall, ToolDefinition, ToolResult
 from orchestra.process import run_in_group
+from orchestra.secrets import filter_environment, redact
 
 if TYPE_CHECKING:
     from orchestra.agent.hooks import ToolCallHooks
@@ -62,7 +63,6 @@ __all__ = [
 DEFAULT_SHELL_TIMEOUT = 10.0
 MAX_SHELL_TIMEOUT = 600.0
 _BINARY_SNIFF = 8192
-_SECRET_SUFFIXES = ("API_KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
 
 
 class WorkspaceError(OrchestraError, ValueError):
@@ -444,19 +444,6 @@ async def glob(arguments: Mapping[str, Any], workspace: Workspace) -> ToolOutput
 # --- shell ----------------------------------------------------------------------------------
 
 
-def filter_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without secrets: names ending in ``_API_KEY``, ``_SECRET``, ``_TOKEN``,
-    ``_PASSWORD`` or ``_CREDENTIAL`` (or being one of those words), in any case."""
-    return {
-        name: value
-        for name, value in environ.items()
-        if not any(
-            name.upper() == suffix or name.upper().endswith(f"_{suffix}")
-            for suffix in _SECRET_SUFFIXES
-        )
-    }
-
-
 def _timeout_message(timeout_ms: int) -> str:
     return (
         f"[ERROR: Command timed out after {timeout_ms}ms. Partial output is shown above.\n"
@@ -520,7 +507,7 @@ async def shell(
         duration_ms,
         timeout_ms if timed_out else None,
     )
-    return _limited(ToolOutput(report, is_error=timed_out), OUTPUT_LIMITS["shell"])
+    return _limited(ToolOutput(redact(report), is_error=timed_out), OUTPUT_LIMITS["shell"])
 
 
 # --- definitions and dispatch ---------------------------------------------------------------

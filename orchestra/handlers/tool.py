@@ -23,6 +23,7 @@ from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome, StageStatus
 from orchestra.process import run_in_group
+from orchestra.secrets import filter_environment, passthrough_names, redact, secret_values
 from orchestra.templates import TemplateError, render_shell
 
 __all__ = ["ToolHandler", "read_status_file"]
@@ -36,7 +37,7 @@ def read_status_file(path: Path) -> Outcome | None:
     if not path.is_file():
         return None
     try:
-        return Outcome.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return Outcome.from_json(json.loads(redact(path.read_text(encoding="utf-8"))))
     except (ValueError, UnicodeDecodeError) as err:
         return Outcome.fail(f"{path}: not a valid status file: {err}")
 
@@ -59,8 +60,11 @@ class ToolHandler:
         status_file = stage.stage_dir / "status.json"
         status_file.unlink(missing_ok=True)
         cwd = stage.workspace.root if stage.workspace is not None else Path.cwd()
+        passthrough = passthrough_names(
+            node.attrs.get("tool_env_passthrough"), graph.get("tool_env_passthrough", "")
+        )
         env = {
-            **os.environ,
+            **filter_environment(os.environ, passthrough),
             "ATTRACTOR_WORKSPACE": str(cwd),
             "ATTRACTOR_STAGE_DIR": str(stage.stage_dir.resolve()),
             "ATTRACTOR_NODE_ID": node.id,
@@ -79,9 +83,10 @@ class ToolHandler:
                 stderr=stderr.extend,
             )
         except BaseException:
-            _write_output(output_path, command, stdout, stderr, None)
+            _write_output(output_path, command, _redacted(stdout), _redacted(stderr), None)
             raise
         code = finished.returncode
+        stdout, stderr = _redacted(stdout), _redacted(stderr)
         _write_output(output_path, command, stdout, stderr, code)
         if stage.workspace is not None:  # one commit of the tracked files it changed
             shown = " ".join(command.split())
@@ -108,6 +113,14 @@ class ToolHandler:
             failure_reason=_failure_reason(code, stderr),
             context_updates=updates,
         )
+
+
+def _redacted(output: bytes | bytearray) -> bytearray:
+    """What a tool printed, without any secret's value (as text: a value is text)."""
+    secrets = secret_values()
+    if not secrets:
+        return bytearray(output)
+    return bytearray(redact(output.decode("utf-8", errors="replace"), secrets).encode())
 
 
 def _failure_reason(code: int | None, stderr: bytes | bytearray) -> str:
