@@ -98,4 +98,12 @@ def render_prompt(
 def render_shell(
     text: str, variables: Mapping[str, str], context: Mapping[str, Any], where: str
 ) -> str:
+    """``text`` rendered for ``/bin/sh``; a placeholder the shell would not read as one
+    quoted word (see ``orchestra.shellwords``) is a ``TemplateError``, whatever its value."""
+    from orchestra.shellwords import placeholder_problems
+
+    problems = placeholder_problems(text) if "{{" in text else []
+    if problems:
+        first = problems[0]
+        raise TemplateError(f"{where}: {first.message}; {first.fix}")
     return _render(True, text, variables, context, where)

@@ -419,6 +419,28 @@ def _agent_mode(graph: Graph) -> Iterable[Diagnostic]:
             )
 
 
+@lint_rule("tool_command_quoting")
+def _tool_command_quoting(graph: Graph) -> Iterable[Diagnostic]:
+    """A ``tool_command`` placeholder the shell would not read as one quoted word: inside
+    quotes, backticks or a heredoc, or in code run by ``eval`` or ``sh -c``. Its value could
+    run as shell code, so the pipeline does not run."""
+    from orchestra.shellwords import placeholder_problems
+
+    for node in graph.nodes.values():
+        command = node.attrs.get("tool_command")
+        if not isinstance(command, str) or "{{" not in command:
+            continue
+        for problem in placeholder_problems(command):
+            yield _node(
+                "tool_command_quoting",
+                ERROR,
+                node,
+                f"node '{node.id}' tool_command: {problem.message}, where a value could run "
+                "as shell code",
+                fix=problem.fix,
+            )
+
+
 #: the rule that warns of parallel agents sharing one directory; a run with
 #: ``workspace.repos`` configured drops it (each branch then has its own git worktree)
 SHARED_WORKSPACE_RULE = "parallel_shared_workspace"
@@ -606,5 +628,6 @@ BUILT_IN_RULES: tuple[LintRule, ...] = (
     _prompt_on_llm_nodes,
     _parallel_shared_workspace,
     _agent_mode,
+    _tool_command_quoting,
     _attributes,
 )
