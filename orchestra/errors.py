@@ -194,6 +194,18 @@ class RepositoryError(OrchestraError, OSError):
         self.problem = problem
 
 
+class HeadMoved(StoreError):
+    """An append that expected the context's head to be one turn found another there."""
+
+    def __init__(self, message: str, head_turn_id: int) -> None:
+        super().__init__(message)
+        self.head_turn_id = head_turn_id
+
+
+class SessionTaken(OrchestraError, RuntimeError):
+    """Another runner holds the session: it refuses to run it too (exit 2)."""
+
+
 class HumanUnavailable(OrchestraError, RuntimeError):
     """A gate (or chat) asked a person, and there is nobody to ask: stdin is not a terminal
     and no answers were arranged. It stops the run (resumable), rather than failing the

@@ -454,7 +454,7 @@ async def _continue(store: Store, state: SessionState, logs_root: Path, how: _Ho
     recorder = SessionRecorder(store, int(state.session_id))
     # This process runs the session now: `orchestra status` and `attach` see it alive.
     taken_up = {"pid": os.getpid(), "host": socket.gethostname()}
-    await recorder.record("", SESSION_KIND, taken_up)
+    await recorder.take_up(state, taken_up)
     state.apply_session(taken_up)
     pipeline.session_id = state.session_id
     if state.restarts:

@@ -1292,11 +1292,17 @@ class LosesSessionEnd:
         payload: bytes,
         *,
         parent_turn_id: int = 0,
+        expect_head: int | None = None,
     ) -> TurnRecord:
         if type_id == SESSION_ENDED:
             raise StoreError("the process was killed before it could record the end")
         return await self.inner.append_turn(
-            context_id, type_id, type_version, payload, parent_turn_id=parent_turn_id
+            context_id,
+            type_id,
+            type_version,
+            payload,
+            parent_turn_id=parent_turn_id,
+            expect_head=expect_head,
         )
 
 

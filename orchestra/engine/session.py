@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from orchestra.engine.usage import add_usage
-from orchestra.errors import StoreError
+from orchestra.errors import HeadMoved, SessionTaken, StoreError
 from orchestra.store.base import Store, TurnRecord, content_hash, pack
 
 __all__ = [
@@ -174,6 +174,8 @@ class SessionState:
     replay_of: str = ""
     started_ms: int = 0
     pid: int = 0
+    #: when the process now holding the session took it up
+    owner_since_ms: int = 0
     host: str = ""
     context: dict[str, Any] = attrs.Factory(dict)
     completed_nodes: list[str] = attrs.Factory(list)
@@ -221,10 +223,13 @@ class SessionState:
             self.variables = dict(fields.get("variables") or {})
             self.started_ms = int(fields.get("started_ms") or turn.created_at_ms)
             self.pid = int(fields.get("pid") or 0)
+            self.owner_since_ms = self.started_ms
         elif turn.type_id == CHECKPOINT:
             self._apply_checkpoint(turn, fields)
         elif turn.type_id == RECORDED and fields.get("kind") == SESSION_KIND:
             self.apply_session(fields.get("entries") or {})
+            if (fields.get("entries") or {}).get("pid"):
+                self.owner_since_ms = int(fields.get("time_ms") or turn.created_at_ms)
         elif turn.type_id == RECORDED:
             node_id, kind = str(fields["node_id"]), str(fields["kind"])
             entries = fields.get("entries") or {}
@@ -247,6 +252,8 @@ class SessionState:
         session up again (resume, replay), which makes it live again."""
         self.logs_root = str(entries.get("logs_root") or self.logs_root)
         self.replay_of = str(entries.get("replay_of") or self.replay_of)
+        if entries.get("replay_of"):  # a fork: nobody holds it until a runner takes it up
+            self.pid, self.host = 0, ""
         if entries.get("pid"):
             self.pid = int(entries["pid"])
             self.host = str(entries.get("host") or "")
@@ -330,11 +337,21 @@ async def load_session(store: Store, session_id: str) -> SessionState:
 
 
 class SessionRecorder:
-    """Writes one session's turns; each call returns once the turn is durable."""
+    """Writes one session's turns; each call returns once the turn is durable.
+
+    One runner at a time holds a session: the one whose ownership turn (pid, host) is the
+    latest. A checkpoint, the end, and taking the session up are appended only if the head
+    is still the turn this runner last wrote (atomically on the embedded store); when it
+    is not, the turns since are read: answers from ``orchestra answer`` are fine, another
+    runner's ownership turn means this one lost the session, and it stops (``SessionTaken``)
+    without writing anything more."""
 
     def __init__(self, store: Store, context_id: int) -> None:
         self.store = store
         self.context_id = context_id
+        #: the turn this runner last wrote (None until it writes or takes the session up)
+        self.last_turn: int | None = None
+        self.lost = False
 
     @property
     def session_id(self) -> str:
@@ -383,10 +400,67 @@ class SessionRecorder:
         return recorder
 
     async def _append(
-        self, type_id: str, fields: Mapping[str, Any], extra: Mapping[int, Any] | None = None
+        self,
+        type_id: str,
+        fields: Mapping[str, Any],
+        extra: Mapping[int, Any] | None = None,
+        *,
+        guarded: bool = False,
     ) -> TurnRecord:
-        return await self.store.append_turn(
-            self.context_id, type_id, _VERSION, encode(type_id, fields, extra)
+        if self.lost:
+            raise SessionTaken(f"session {self.context_id} is held by another runner")
+        payload = encode(type_id, fields, extra)
+        expect = self.last_turn if guarded else None
+        while True:
+            try:
+                record = await self.store.append_turn(
+                    self.context_id, type_id, _VERSION, payload, expect_head=expect
+                )
+            except HeadMoved as moved:
+                assert expect is not None
+                await self._check_holder(expect)
+                expect = moved.head_turn_id
+                continue
+            self.last_turn = record.turn_id
+            return record
+
+    async def _check_holder(self, since: int) -> None:
+        """Raise ``SessionTaken`` if another runner took the session up after ``since``."""
+        me = (os.getpid(), socket.gethostname())
+        for turn in await self.store.get_last(self.context_id, limit=64):
+            if turn.turn_id <= since or turn.type_id != RECORDED:
+                continue
+            fields = decode(turn)
+            entries = fields.get("entries") or {}
+            if fields.get("kind") != SESSION_KIND or not entries.get("pid"):
+                continue
+            holder = (int(entries["pid"]), str(entries.get("host") or ""))
+            if holder != me:
+                self.lost = True
+                raise SessionTaken(
+                    f"session {self.context_id} was taken up by pid {holder[0]} on "
+                    f"{holder[1]}; this runner stops here"
+                )
+
+    async def take_up(self, state: SessionState, entries: Mapping[str, Any]) -> None:
+        """Hold ``state``'s session for this process (resume, replay): refused with
+        ``SessionTaken`` while another live process holds it, or when one takes it first."""
+        if state.status == "running" and (state.pid, state.host) != (
+            os.getpid(),
+            socket.gethostname(),
+        ):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.owner_since_ms / 1000))
+            raise SessionTaken(
+                f"session {state.session_id} is being run by pid {state.pid} on {state.host} "
+                f"since {since}; wait for it to end, or stop that process first"
+            )
+        # The head as the state was read: any turn since (another runner taking it up
+        # first) makes this append fail, and the turns since say by whom.
+        self.last_turn = state.head_turn_id
+        await self._append(
+            RECORDED,
+            {"node_id": "", "kind": SESSION_KIND, "entries": dict(entries), "time_ms": _now_ms()},
+            guarded=True,
         )
 
     async def checkpoint(
@@ -422,6 +496,7 @@ class SessionRecorder:
                 "time_ms": _now_ms(),
                 "workspace": dict(workspace) if workspace else None,
             },
+            guarded=True,
         )
 
     async def record(
@@ -447,5 +522,7 @@ class SessionRecorder:
 
     async def ended(self, status: str, reason: str = "") -> None:
         await self._append(
-            SESSION_ENDED, {"status": status, "reason": reason, "time_ms": _now_ms()}
+            SESSION_ENDED,
+            {"status": status, "reason": reason, "time_ms": _now_ms()},
+            guarded=True,
         )

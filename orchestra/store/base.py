@@ -94,7 +94,13 @@ class Store(Protocol):
         payload: bytes,
         *,
         parent_turn_id: int = 0,
-    ) -> TurnRecord: ...
+        expect_head: int | None = None,
+    ) -> TurnRecord:
+        """Append a turn after ``parent_turn_id`` (default: the head) and make it the head.
+        With ``expect_head``, only if the head is that turn, else ``HeadMoved``: atomically
+        on the embedded store, checked just before the append on CXDB (whose protocol has
+        no compare-and-append)."""
+        ...
 
     async def get_last(self, context_id: int, limit: int = 64) -> Sequence[TurnRecord]:
         """The last ``limit`` turns of the context's history, oldest first."""

@@ -28,7 +28,7 @@ from typing import Any, TypeVar, cast
 import anyio.lowlevel
 import anyio.to_thread
 
-from orchestra.errors import ContextNotFound, StoreError
+from orchestra.errors import ContextNotFound, HeadMoved, StoreError
 from orchestra.store.base import (
     ContextHead,
     ContextSummary,
@@ -275,11 +275,17 @@ class EmbeddedStore:
         payload: bytes,
         *,
         parent_turn_id: int = 0,
+        expect_head: int | None = None,
     ) -> TurnRecord:
         digest = content_hash(payload)
 
         def append(db: sqlite3.Connection) -> TurnRecord:
             head = self._head(db, context_id)
+            if expect_head is not None and head.head_turn_id != expect_head:
+                raise HeadMoved(
+                    f"context {context_id}: head is turn {head.head_turn_id}, not {expect_head}",
+                    head.head_turn_id,
+                )
             parent = parent_turn_id or head.head_turn_id
             if parent:
                 row = db.execute(

@@ -17,7 +17,7 @@ import anyio
 import attrs
 import httpx
 
-from orchestra.errors import StoreError
+from orchestra.errors import HeadMoved, StoreError
 from orchestra.store.base import ContextHead, ContextSummary, TurnRecord, content_hash
 from orchestra.store.cxdb import protocol as p
 from orchestra.store.cxdb.bundle import BUNDLE_ID, bundle_bytes
@@ -152,7 +152,16 @@ class CxdbStore:
         payload: bytes,
         *,
         parent_turn_id: int = 0,
+        expect_head: int | None = None,
     ) -> TurnRecord:
+        if expect_head is not None:
+            head = await self.get_head(context_id)
+            if head.head_turn_id != expect_head:
+                raise HeadMoved(
+                    f"context {context_id}: head is turn {head.head_turn_id}, not {expect_head}",
+                    head.head_turn_id,
+                )
+            parent_turn_id = parent_turn_id or expect_head
         ack, parent = await self.client.append_turn(
             context_id, type_id, type_version, payload, parent_turn_id=parent_turn_id
         )
