@@ -5,7 +5,7 @@ An edge's ``condition`` attribute gates whether routing may take that edge (Attr
 
     Condition ::= ( Clause ( '&&' Clause )* )?
     Clause    ::= Key Op Literal | Key                      (+) a bare key tests truthiness
-    Op        ::= '=' | '==' | '!='                         (+) '==' means '='
+    Op        ::= '=' | '!='
     Key       ::= Name ( '.' Name )*                        'outcome', 'preferred_label',
     Name      ::= [A-Za-z_][A-Za-z0-9_-]*                   'context.x' or an unqualified key
     Literal   ::= '"' string with \\" \\\\ \\n \\t escapes '"' | [A-Za-z0-9_.:/-]+
@@ -166,7 +166,9 @@ class _Parser:
         if self._at_end() or self._looking_at("&&"):
             return Clause(key=key, op="truthy", value="", column=start + 1)
         self._reject_or()
-        spelling = next((op for op in ("==", "!=", "=") if self._looking_at(op)), None)
+        if self._looking_at("=="):  # §10.2 has '=' only, and §10.7 asks for no more operators
+            raise self._error(f"'==' is not an operator: write '{key}=value' with one '='")
+        spelling = next((op for op in ("!=", "=") if self._looking_at(op)), None)
         if spelling is None:
             raise self._error(f"expected '=' or '!=' after '{key}', found {self._found()}")
         self.pos += len(spelling)

@@ -139,13 +139,13 @@ class TestEvaluation:
         assert holds("outcome=SUCCESS", outcome="success")
         assert not holds("outcome!=Success", outcome="success")
 
-    def test_double_equals_is_a_synonym_for_equals(self) -> None:
-        """`==` parses to the same clause as `=`."""
-        assert (
-            parse_condition("outcome==success").clauses
-            == parse_condition("outcome=success").clauses
-        )
-        assert holds("context.n == 3", context={"n": 3})
+    def test_double_equals_is_an_error_suggesting_one(self) -> None:
+        """§10.2 defines '=' and '!=' only (and §10.7 asks for no more): `==` is a syntax
+        error at its column, saying what to write."""
+        with pytest.raises(ConditionSyntaxError) as raised:
+            parse_condition("outcome==success")
+        assert raised.value.column == 8
+        assert "'==' is not an operator: write 'outcome=value' with one '='" in str(raised.value)
 
     def test_python_true_matches_literal_true(self) -> None:
         """A boolean context value compares equal to the bare literal `true`."""
@@ -246,7 +246,7 @@ class TestSyntaxErrors:
             ("context.x !1", 11, "expected '=' or '!=' after 'context.x', found '!'"),
             ("outcome=", 9, "expected a value after '='"),
             ("outcome=  && x", 11, "expected a value after '=', found '&&'"),
-            ("context.n==", 12, "expected a value after '=='"),
+            ("context.n==", 10, "'==' is not an operator: write 'context.n=value' with one '='"),
             ("context.x=(y)", 11, "expected a value after '=', found '('"),
             ('preferred_label="Fix', 17, "unterminated string literal"),
             ('preferred_label="Fix\\', 17, "unterminated string literal"),

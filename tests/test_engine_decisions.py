@@ -740,6 +740,29 @@ class TestLoopRestart:
         assert checkpoint["current_node"] == "done"
         assert result.logs_root == run / "restart-1"
 
+    async def test_the_directory_left_behind_has_its_last_checkpoint(
+        self, tmp_path: Path, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The first pass's checkpoint.json ends at the node whose edge restarted the run,
+        however far behind the mirror's throttled writes were (here: never written)."""
+        from orchestra.engine.runner import Runner
+
+        forced = Runner._write_checkpoint_file
+
+        def only_forced(self: Runner, *, force: bool = False) -> None:
+            if force:
+                forced(self, force=True)
+
+        monkeypatch.setattr(Runner, "_write_checkpoint_file", only_forced)
+        pipeline = load(
+            RESTARTING, tmp_path, store, variables={"ticket": "T-7"}, handlers={"probe": Probe()}
+        )
+        await pipeline.run()
+
+        left = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+        assert left["current_node"] == "check"
+        assert left["completed_nodes"] == ["start", "setup", "check"]
+
 
 class TestCheckpointContextKey:
     """§4.8: checkpoint.json keeps the context under "context", as §5.3's save() writes."""

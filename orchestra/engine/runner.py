@@ -571,7 +571,10 @@ class Runner:
 
     async def _restart(self, edge: Edge) -> None:
         """DESIGN §4.7: same process, fresh context (graph.* and run variables kept), fresh
-        ``restart-N/`` logs directory."""
+        ``restart-N/`` logs directory. The directory left behind gets its final mirror first,
+        the node whose edge restarts the run included."""
+        await self._mirror.settle(self.logs_root)
+        self._write_checkpoint_file(force=True)
         self.state.restarts += 1
         keep = {k: v for k, v in self.context.as_mapping().items() if k.startswith("graph.")}
         self.context = Context({**keep, **self.variables})
