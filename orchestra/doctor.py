@@ -149,7 +149,7 @@ def _state_file_finding(path: Path) -> Finding:
         return Finding(
             name, "fail", f"{path}: cannot read it ({err})", f"check its permissions, {elsewhere}"
         )
-    except sqlite3.DatabaseError as err:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as err:
         return Finding(
             name,
             "fail",

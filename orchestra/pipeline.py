@@ -20,7 +20,7 @@ from orchestra.backends.base import CodergenBackend
 from orchestra.dot import parse_dot
 from orchestra.engine.runner import Runner, RunResult
 from orchestra.engine.session import SESSION_KIND, SessionRecorder, SessionState, load_session
-from orchestra.errors import OrchestraError, ValidationError
+from orchestra.errors import OrchestraError, RunDirectoryError, ValidationError
 from orchestra.events import Event, EventBus
 from orchestra.graph import Graph
 from orchestra.handlers import HandlerRegistry, default_registry
@@ -186,7 +186,10 @@ class Pipeline:
             return await self._run(store, on_event)
 
     async def _run(self, store: Store, on_event: EventCallback | None) -> RunResult:
-        # A repository that cannot be used stops the run before a session is recorded.
+        # A run directory or a repository that cannot be used stops the run before a
+        # session is recorded.
+        if self.logs_root is not None:
+            check_run_directory(self.logs_root)
         workspaces = await self._open_workspaces(store)
         recorder = await SessionRecorder.start(
             store,
@@ -460,6 +463,23 @@ async def _continue(store: Store, state: SessionState, logs_root: Path, how: _Ho
     if state.restarts:
         logs_root = logs_root / f"restart-{state.restarts}"
     return await pipeline._execute(recorder, state, logs_root, how.on_event)
+
+
+def check_run_directory(path: Path) -> None:
+    """``path`` is a directory this process can write in (made if missing), else a
+    ``RunDirectoryError`` saying what is wrong with it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunDirectoryError(f"run directory {path} exists and is not a directory") from None
+    except OSError as err:
+        raise RunDirectoryError(
+            f"run directory {path} cannot be made: {err.strerror or err}"
+        ) from None
+    if not path.is_dir():
+        raise RunDirectoryError(f"run directory {path} exists and is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"run directory {path} is not writable")
 
 
 async def _resume_source(store: Store, state: SessionState, force: bool) -> str:

@@ -45,6 +45,11 @@ def export_command(session: int, target_spec: str, store_path: str | None) -> No
             # An unknown session is refused before the target is opened: opening an
             # embedded store creates its file.
             await source.get_head(session)
+            if _same_store(source_spec, target_spec):
+                raise StoreError(
+                    f"--to {target_spec} is the store the session is in: exporting would only "
+                    "make a duplicate; give another path or a CXDB server"
+                )
             target = await open_store(target_spec)
             try:
                 return await export_session(source, str(session), target), source.location
@@ -62,3 +67,9 @@ def export_command(session: int, target_spec: str, store_path: str | None) -> No
     click.echo(
         f"look at it with:  orchestra status {copied} --store {shlex.quote(target_spec)} --detail"
     )
+
+
+def _same_store(source: str, target: str) -> bool:
+    if is_cxdb(source) or is_cxdb(target):
+        return source == target
+    return Path(source).resolve() == Path(target).resolve()

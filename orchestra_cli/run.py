@@ -19,6 +19,7 @@ from orchestra.engine.runner import RunResult
 from orchestra.engine.session import SessionState, load_session
 from orchestra.engine.usage import total_usage
 from orchestra.errors import (
+    ContextNotFound,
     HumanUnavailable,
     OrchestraError,
     RunDirectoryError,
@@ -182,7 +183,7 @@ def _run_guarded(
     except (StoreError, RunDirectoryError, HumanUnavailable) as err:
         click.echo(f"error: {err}", err=True)
         session_id = session()
-        if session_id:
+        if session_id and not isinstance(err, ContextNotFound):
             click.echo(
                 f"once that is fixed, continue with:  orchestra resume {session_id}", err=True
             )
@@ -226,7 +227,12 @@ Examples:
 @click.option(
     "--logs-root",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory to write (default .orchestra/runs/SESSION).",
+    help="Run directory to write (default .orchestra/runs/SESSION); it must be empty or new.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a --logs-root that already holds files (an earlier run's are overwritten).",
 )
 @click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option(
@@ -244,6 +250,7 @@ def run_command(
     multi_line: bool,
     backend: str | None,
     logs_root: Path | None,
+    force: bool,
     store_path: str | None,
     as_json: bool,
     quiet: bool,
@@ -258,6 +265,13 @@ def run_command(
     """
     values = _parse_variables(variables)
     holder: dict[str, Pipeline] = {}
+    if logs_root is not None and not force and logs_root.is_dir() and any(logs_root.iterdir()):
+        click.echo(
+            f"error: --logs-root {logs_root} already holds files (an earlier run's?); pick a "
+            "new or empty directory, or pass --force to write over them",
+            err=True,
+        )
+        sys.exit(EXIT_INVALID)
 
     async def main() -> RunResult:
         store = await open_store(store_path)
@@ -481,6 +495,9 @@ def status_command(
         sys.exit(EXIT_INVALID)
     path = Path(target)
     if not is_cxdb(target) and not path.exists():
+        if session is not None:  # asked about one session: there is none to show
+            click.echo(f"error: session {session} does not exist ({path} does not exist)", err=True)
+            sys.exit(EXIT_INVALID)
         if as_json:
             click.echo("[]")
         else:

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from orchestra.engine.usage import add_usage
-from orchestra.errors import HeadMoved, SessionTaken, StoreError
+from orchestra.errors import ContextNotFound, HeadMoved, SessionTaken, StoreError
 from orchestra.store.base import Store, TurnRecord, content_hash, pack
 
 __all__ = [
@@ -317,12 +317,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: session and turn ids are 64-bit unsigned on CXDB, signed in SQLite
+_MAX_ID = 2**63
+
+
 async def session_history(store: Store, session_id: str) -> Sequence[TurnRecord]:
     """Every turn of a session, oldest first (the chain from its head to its first turn)."""
     try:
         context_id = int(session_id)
     except ValueError:
         raise StoreError(f"'{session_id}' is not a session id (a number)") from None
+    if not 0 < context_id < _MAX_ID:  # no store holds more; SQLite cannot even ask
+        raise ContextNotFound(f"session {session_id} does not exist in {store.location}")
     head = await store.get_head(context_id)
     return await store.get_last(context_id, limit=head.head_depth + 1)
 

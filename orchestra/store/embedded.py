@@ -132,11 +132,22 @@ class EmbeddedStore:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=5000")
             _check_or_create_schema(db, target)
-        except sqlite3.DatabaseError as err:
+        except sqlite3.OperationalError as err:
             db.close()
+            if "readonly" in str(err).lower() or "read-only" in str(err).lower():
+                raise StoreError(
+                    f"{target}: the state database cannot be written ({err}): make it, and "
+                    "its directory, writable, or point --store at another path"
+                ) from None
             raise StoreError(
                 f"{target}: is not an Orchestra state database ({err}); move it aside, "
                 "or point --store at another path"
+            ) from None
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as err:
+            db.close()
+            raise StoreError(
+                f"{target}: is not an Orchestra state database, or is damaged ({err}); move "
+                "it aside, or point --store at another path"
             ) from None
         except StoreError:
             db.close()
@@ -237,6 +248,7 @@ class EmbeddedStore:
         def create(db: sqlite3.Connection) -> ContextHead:
             depth = 0
             if base_turn_id:
+                _check_id(base_turn_id, f"turn {base_turn_id}", self._path)
                 row = db.execute(
                     "SELECT depth FROM turns WHERE turn_id = ?", (base_turn_id,)
                 ).fetchone()
@@ -255,6 +267,7 @@ class EmbeddedStore:
         return await self.create_context(base_turn_id)
 
     def _head(self, db: sqlite3.Connection, context_id: int) -> ContextHead:
+        _check_id(context_id, f"session {context_id}", self._path)
         row = db.execute(
             "SELECT head_turn_id, head_depth FROM contexts WHERE context_id = ?", (context_id,)
         ).fetchone()
@@ -288,6 +301,7 @@ class EmbeddedStore:
                 )
             parent = parent_turn_id or head.head_turn_id
             if parent:
+                _check_id(parent, f"parent turn {parent}", self._path)
                 row = db.execute(
                     "SELECT depth, root_id FROM turns WHERE turn_id = ?", (parent,)
                 ).fetchone()
@@ -425,3 +439,9 @@ def _check_or_create_schema(db: sqlite3.Connection, path: Path) -> None:
             f"{path}: holds Orchestra state version {marker.get('version')}, "
             f"this Orchestra reads version {SCHEMA_VERSION}"
         )
+
+
+def _check_id(value: int, what: str, path: object) -> None:
+    """Ids are SQLite integers: one out of their range names nothing this store holds."""
+    if not -(2**63) <= value < 2**63:
+        raise ContextNotFound(f"{what} does not exist in {path}")

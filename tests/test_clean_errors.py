@@ -1,0 +1,104 @@
+"""Bad input to the CLI gets a message and exit 2, never a traceback, and leaves no session
+behind (issue 15, fault 4)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ORCHESTRA = str(Path(sys.executable).with_name("orchestra"))
+PIPELINE = """digraph g { start [shape=Mdiamond]; exit [shape=Msquare]
+  say [shape=parallelogram, tool_command="echo hi"]; start -> say -> exit }
+"""
+HUGE = "99999999999999999999999"
+
+
+def orchestra(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ORCHESTRA, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "p.dot").write_text(PIPELINE)
+    assert orchestra("run", "p.dot", "-q", cwd=tmp_path).returncode == 0
+    return tmp_path
+
+
+def clean(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("resume", HUGE),
+        ("status", HUGE),
+        ("attach", HUGE),
+        ("export", HUGE, "--to", "other.db"),
+        ("answer", HUGE, "--text", "x"),
+    ],
+)
+def test_a_session_id_too_large_for_any_store(project: Path, command: tuple[str, ...]) -> None:
+    result = orchestra(*command, cwd=project)
+    clean(result, f"session {HUGE} does not exist")
+    assert "continue with" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [("status",), ("run", "p.dot"), ("resume", "1"), ("export", "1", "--to", "x.db")]
+)
+def test_a_damaged_state_database(project: Path, command: tuple[str, ...]) -> None:
+    state = project / ".orchestra" / "state.db"
+    data = bytearray(state.read_bytes())
+    data[data.find(b"CREATE TABLE") + 2] = 0xFF
+    state.write_bytes(bytes(data))
+    clean(orchestra(*command, cwd=project), "is not an Orchestra state database, or is damaged")
+    doctor = orchestra("doctor", cwd=project)
+    assert "Traceback" not in doctor.stderr
+    assert "is not an SQLite database" in doctor.stdout
+
+
+def test_a_run_directory_that_is_not_a_directory(project: Path) -> None:
+    clean(orchestra("run", "p.dot", "--logs-root", "/dev/null", cwd=project), "not a directory")
+    sessions = orchestra("status", "--json", cwd=project).stdout
+    assert '"session_id": "2"' not in sessions  # no session was recorded
+
+
+def test_a_run_directory_holding_an_earlier_run(project: Path) -> None:
+    assert orchestra("run", "p.dot", "-q", "--logs-root", "out", cwd=project).returncode == 0
+    clean(
+        orchestra("run", "p.dot", "--logs-root", "out", cwd=project),
+        "already holds files",
+        "--force",
+    )
+    assert (
+        orchestra("run", "p.dot", "-q", "--logs-root", "out", "--force", cwd=project).returncode
+        == 0
+    )
+
+
+def test_status_of_a_session_in_a_missing_store(project: Path) -> None:
+    clean(
+        orchestra("status", "1", "--store", "missing.db", "--json", cwd=project),
+        "session 1 does not exist",
+    )
+
+
+def test_export_into_its_own_store(project: Path) -> None:
+    clean(
+        orchestra("export", "1", "--to", ".orchestra/state.db", cwd=project),
+        "would only make a duplicate",
+    )
