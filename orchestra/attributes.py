@@ -70,6 +70,7 @@ GRAPH_ATTRIBUTES: Mapping[str, AttrType] = {
     "tool_hooks.pre": S,
     "tool_hooks.post": S,
     "tool_env_passthrough": S,
+    "llm.max_tokens": INT,
 }
 
 NODE_ATTRIBUTES: Mapping[str, AttrType] = {
@@ -120,6 +121,8 @@ NODE_ATTRIBUTES: Mapping[str, AttrType] = {
     "sim_outcomes": S,
     "sim_context": S,
     "agent.tools": S,
+    "agent.on_truncation": S,
+    "llm.max_tokens": INT,
 }
 
 EDGE_ATTRIBUTES: Mapping[str, AttrType] = {

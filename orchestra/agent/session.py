@@ -32,6 +32,12 @@ from orchestra.llm.types import (
 
 __all__ = ["AgentResult", "AgentSession", "ModelTurn", "ToolTurn", "detect_loop"]
 
+#: what a model whose answer hit its output limit is asked next
+CONTINUE = (
+    "Your answer was cut off at the output token limit. Continue exactly where it stopped, "
+    "without repeating anything."
+)
+
 LOOP_WARNING = (
     "Loop detected: the last {n} tool calls repeat the same pattern. Stop and try a "
     "different approach."
@@ -104,6 +110,10 @@ class AgentSession:
     reasoning_effort: str | None = None
     max_tokens: int | None = None
     max_model_calls: int = 50
+    #: an answer cut off at ``max_tokens``: "continue" (ask for the rest, at most
+    #: ``max_continuations`` times) or "fail"; either way never taken as complete
+    on_truncation: str = "continue"
+    max_continuations: int = 3
     loop_window: int = 10
     on_turn: OnTurn | None = None
     history: list[Message] = attrs.field(factory=list, converter=list)
@@ -147,6 +157,7 @@ class AgentSession:
                     ]
                 )
             )
+        cut: list[str] = []  # the parts of an answer that hit the output limit
         while True:
             if model_calls >= self.max_model_calls:
                 text = last.text if last is not None else ""
@@ -158,10 +169,17 @@ class AgentSession:
             self.history.append(response.message)
             await self._report(ModelTurn(self._next_index(), response))
             calls = response.tool_calls
+            if not calls and response.finish_reason.reason == "length":
+                cut.append(response.text)
+                if self.on_truncation == "continue" and len(cut) <= self.max_continuations:
+                    self.history.append(Message.user(CONTINUE))
+                    continue
+                text = "".join(cut)
+                return self._result(text, "truncated", usage, model_calls, tool_calls, written)
             if not calls:
-                return self._result(
-                    response.text, "completed", usage, model_calls, tool_calls, written
-                )
+                text = "".join(cut) + response.text
+                return self._result(text, "completed", usage, model_calls, tool_calls, written)
+            cut.clear()
             outputs = await self._run_tools(calls)
             tool_calls += len(calls)
             for call, output in zip(calls, outputs, strict=True):

@@ -337,6 +337,8 @@ class AgentBackend:
             toolset=self._toolset(node, stage, context),
             reasoning_effort=call.reasoning_effort,
             max_model_calls=_int(node.attrs.get("agent.max_turns"), self.max_model_calls),
+            max_tokens=max_tokens(node),
+            on_truncation=on_truncation(node),
         )
         recorder = _Recorder(
             stage,
@@ -384,6 +386,8 @@ class AgentBackend:
         updates = usage_updates(node.id, call, spent, self.prices)
         if spent.files_written:
             updates[f"agent.{node.id}.files_written"] = list(spent.files_written)
+        if result.stopped == "truncated":
+            return truncated_outcome(node, updates)
         if result.stopped == "turn_limit":
             return Outcome(
                 StageStatus.FAIL,
@@ -511,6 +515,34 @@ class _Recorder:
         }
         await self.stage.record(_MESSAGES, entries)
         self.saved = len(history)
+
+
+def max_tokens(node: Node) -> int | None:
+    """``llm.max_tokens`` on the node (or the graph): the output limit of each model call."""
+    given = node.attrs.get("llm.max_tokens", node.graph_attrs.get("llm.max_tokens"))
+    return _int(given, 0) if given is not None else None
+
+
+def on_truncation(node: Node) -> str:
+    """``agent.on_truncation``: "continue" (the default) or "fail"."""
+    given = str(node.attrs.get("agent.on_truncation") or "continue").strip().lower()
+    if given not in ("continue", "fail"):
+        raise TerminalError(
+            f"node '{node.id}': agent.on_truncation is 'continue' or 'fail', not {given!r}"
+        )
+    return given
+
+
+def truncated_outcome(node: Node, updates: Mapping[str, Any]) -> Outcome:
+    """The node's answer hit the model's output limit: never taken as complete."""
+    limit = max_tokens(node)
+    shown = f" ({limit} tokens)" if limit else ""
+    return Outcome(
+        StageStatus.FAIL,
+        failure_reason=f"the model's answer was cut off at its output limit{shown}: raise "
+        'llm.max_tokens on the node, or let it continue (agent.on_truncation="continue")',
+        context_updates=dict(updates),
+    )
 
 
 def tool_names(node: Node) -> list[str] | None:

@@ -11,11 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
+from orchestra.agent.session import CONTINUE
 from orchestra.backends.agent import (
     Spent,
     answer_outcome,
+    max_tokens,
+    on_truncation,
     outcome_for_error,
     prepare_call,
+    truncated_outcome,
     usage_updates,
     write_opening,
 )
@@ -35,13 +41,15 @@ from orchestra.llm.serialize import (
     usage_from_data,
     usage_to_data,
 )
-from orchestra.llm.types import Message, Request
+from orchestra.llm.types import Message, Request, Usage
 from orchestra.outcome import Outcome
 
 __all__ = ["DirectBackend"]
 
 #: what the backend records for a node, per execution
 _ANSWER = "direct.answer"
+#: how many times an answer cut off at the output limit is continued
+_CONTINUATIONS = 3
 
 
 class DirectBackend:
@@ -77,12 +85,15 @@ class DirectBackend:
                 messages=(Message.system(call.system), *opening.messages),
                 provider=call.provider,
                 reasoning_effort=call.reasoning_effort,
+                max_tokens=max_tokens(node),
             )
             try:
-                response = await self.client.complete(request)
+                message, usage, complete = await self._complete(node, request)
             except LLMError as err:
                 return outcome_for_error(err, call)
-            message, usage = response.message, response.usage
+            if not complete:
+                spent = Spent(usage, model_calls=1)
+                return truncated_outcome(node, usage_updates(node.id, call, spent, self.prices))
             self.threads.keep(opening, node, stage, (*opening.messages, message))
             if stage.record is not None:
                 await stage.record(
@@ -121,12 +132,15 @@ class DirectBackend:
                 messages=(Message.system(call.system), *messages),
                 provider=call.provider,
                 reasoning_effort=call.reasoning_effort,
+                max_tokens=max_tokens(node),
             )
             try:
-                response = await self.client.complete(request)
+                message, usage, complete = await self._complete(node, request)
             except LLMError as err:
                 return outcome_for_error(err, call)
-            message, usage = response.message, response.usage
+            if not complete:
+                spent = Spent(usage, model_calls=1)
+                return truncated_outcome(node, usage_updates(node.id, call, spent, self.prices))
             entry: dict[str, Any] = {
                 "message": message_to_data(message),
                 "usage": usage_to_data(usage),
@@ -139,6 +153,26 @@ class DirectBackend:
         return answer_outcome(
             node.id, message.text, usage_updates(node.id, call, spent, self.prices)
         )
+
+    async def _complete(self, node: Node, request: Request) -> tuple[Message, Usage, bool]:
+        """The model's answer to ``request``, whole: an answer cut off at the output limit
+        is continued (``agent.on_truncation``, at most three times) and joined; False when
+        it stays cut off."""
+        parts: list[str] = []
+        usage = Usage()
+        continuing = on_truncation(node) == "continue"
+        while True:
+            response = await self.client.complete(request)
+            usage = usage + response.usage
+            if response.finish_reason.reason != "length" or response.tool_calls:
+                if not parts:
+                    return response.message, usage, True
+                return Message.assistant("".join([*parts, response.text])), usage, True
+            parts.append(response.text)
+            if not continuing or len(parts) > _CONTINUATIONS:
+                return Message.assistant("".join(parts)), usage, False
+            messages = (*request.messages, response.message, Message.user(CONTINUE))
+            request = attrs.evolve(request, messages=messages)
 
     @staticmethod
     def _conversation(
