@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -58,9 +59,28 @@ def default_state_path() -> Path:
     return Path(".orchestra") / "state.db"
 
 
-def default_logs_root(session_id: str) -> Path:
-    """``.orchestra/runs/SESSION`` in the working directory."""
-    return Path(".orchestra") / "runs" / session_id
+def default_logs_root(session_id: str, store: Store | None = None) -> Path:
+    """``.orchestra/runs/SESSION`` in the working directory for a session of the default
+    store (``.orchestra/state.db`` there); for any other store, the session id is prefixed
+    with the store's own name (``cxdb-HOST-PORT-7``, ``team-3f9a0c-7``), so that session 7
+    of two stores never shares a run directory."""
+    runs = Path(".orchestra") / "runs"
+    if store is None:
+        return runs / session_id
+    tag = store_tag(store.location)
+    return runs / (f"{tag}-{session_id}" if tag else session_id)
+
+
+def store_tag(location: str) -> str:
+    """'' for the default store; a short, stable name for any other."""
+    if "://" in location:
+        rest = location.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+        return "cxdb-" + re.sub(r"[^A-Za-z0-9.]+", "-", rest).strip("-")
+    path = Path(location).resolve()
+    if path == (Path.cwd() / ".orchestra" / "state.db").resolve():
+        return ""
+    digest = content_hash(str(path).encode()).hex()[:6]
+    return f"{re.sub(r'[^A-Za-z0-9]+', '-', path.stem).strip('-') or 'store'}-{digest}"
 
 
 def prepare_pipeline(
@@ -199,12 +219,12 @@ class Pipeline:
             goal=self.graph.goal,
             variables=self.variables,
             logs_root=lambda session_id: str(
-                (self.logs_root or default_logs_root(session_id)).resolve()
+                (self.logs_root or default_logs_root(session_id, store)).resolve()
             ),
         )
         self.session_id = recorder.session_id
         state = SessionState(session_id=recorder.session_id, variables=self.variables)
-        logs_root = self.logs_root or default_logs_root(recorder.session_id)
+        logs_root = self.logs_root or default_logs_root(recorder.session_id, store)
         return await self._execute(recorder, state, logs_root, on_event, workspaces)
 
     async def _open_workspaces(self, store: Store) -> SessionWorkspaces | None:
@@ -323,7 +343,9 @@ async def _resume(store: Store, session_id: str, how: _How, turn: int | None) ->
         raise ResumeRefused(
             f"session {session_id} already finished ({state.ended}); nothing to resume"
         )
-    logs_root = Path(state.logs_root) if state.logs_root else default_logs_root(state.session_id)
+    logs_root = (
+        Path(state.logs_root) if state.logs_root else default_logs_root(state.session_id, store)
+    )
     return await _continue(store, state, logs_root, how)
 
 
@@ -372,7 +394,7 @@ async def _replay(
             f"turn {checkpoint_turn} is session {session_id}'s last checkpoint, taken as it "
             "ended: there is nothing after it to run; pick an earlier one"
         )
-    root = logs_root if logs_root is not None else default_logs_root(state.session_id)
+    root = logs_root if logs_root is not None else default_logs_root(state.session_id, store)
     # The fork shares the original's first turn, which names the original's run directory:
     # record the replay's own, so a crash during the replay resumes into the right place.
     await SessionRecorder(store, fork.context_id).record(
@@ -403,7 +425,9 @@ async def _resume_at_turn(store: Store, original: SessionState, turn: int, how: 
         )
     fork = await store.fork_context(turn)
     root = (
-        Path(original.logs_root) if original.logs_root else default_logs_root(original.session_id)
+        Path(original.logs_root)
+        if original.logs_root
+        else default_logs_root(original.session_id, store)
     )
     await SessionRecorder(store, fork.context_id).record(
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shlex
 import signal
 import sys
 import time
@@ -139,6 +140,11 @@ async def _cancel_on_signal(main: Callable[[], Awaitable[RunResult]]) -> RunResu
     return result
 
 
+def _store_option(store_path: str | None) -> str:
+    """`` --store X`` for a hint to paste, when the store was not the default one."""
+    return f" --store {shlex.quote(store_path)}" if store_path else ""
+
+
 def _freeze_heap() -> None:
     """Move what the CLI has loaded so far (modules, the parsed pipeline) out of the
     garbage collector's sight: a full collection of it takes tens of milliseconds, and
@@ -152,6 +158,7 @@ def _run_guarded(
     as_json: bool,
     session: Callable[[], str | None],
     listener: Callable[[Event], None] | None = None,
+    store_path: str | None = None,
 ) -> None:
     """Run ``main`` and turn every way it can end into a message and an exit code;
     ``listener`` (the progress view) is closed first, however it ends."""
@@ -171,7 +178,7 @@ def _run_guarded(
         if session_id:
             click.echo(
                 f"\ninterrupted; everything up to the last checkpoint is saved. "
-                f"Continue with:  orchestra resume {session_id}",
+                f"Continue with:  orchestra resume {session_id}{_store_option(store_path)}",
                 err=True,
             )
         else:
@@ -185,7 +192,9 @@ def _run_guarded(
         session_id = session()
         if session_id and not isinstance(err, ContextNotFound):
             click.echo(
-                f"once that is fixed, continue with:  orchestra resume {session_id}", err=True
+                "once that is fixed, continue with:  "
+                f"orchestra resume {session_id}{_store_option(store_path)}",
+                err=True,
             )
         sys.exit(EXIT_INVALID)
     except OrchestraError as err:
@@ -302,6 +311,7 @@ def run_command(
         as_json,
         lambda: holder["pipeline"].session_id if "pipeline" in holder else None,
         listener,
+        store_path,
     )
 
 
@@ -382,7 +392,7 @@ def resume_command(
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    _run_guarded(main, as_json, lambda: holder.get("session", session), listener)
+    _run_guarded(main, as_json, lambda: holder.get("session", session), listener, store_path)
 
 
 @click.command("replay")
@@ -452,7 +462,7 @@ def replay_command(
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    _run_guarded(main, as_json, lambda: holder.get("session"), listener)
+    _run_guarded(main, as_json, lambda: holder.get("session"), listener, store_path)
 
 
 def _when(ms: int) -> str:

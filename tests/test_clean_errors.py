@@ -102,3 +102,27 @@ def test_export_into_its_own_store(project: Path) -> None:
         orchestra("export", "1", "--to", ".orchestra/state.db", cwd=project),
         "would only make a duplicate",
     )
+
+
+def test_sessions_of_two_stores_get_run_directories_of_their_own(project: Path) -> None:
+    """Session 1 of the default store and session 1 of another store: two directories,
+    and the hints to resume the other name its store."""
+    other = orchestra("run", "p.dot", "-q", "--store", "other.db", cwd=project)
+    assert other.returncode == 0, other.stderr
+    runs = sorted(path.name for path in (project / ".orchestra" / "runs").iterdir())
+    assert runs[0] == "1"
+    assert len(runs) == 2
+    assert runs[1].startswith("other-")
+    assert runs[1].endswith("-1")
+    gone = orchestra("resume", "7", "--store", "other.db", cwd=project)
+    assert gone.returncode == 2
+    assert "continue with" not in gone.stderr
+
+
+def test_a_resume_hint_names_the_store_it_needs(tmp_path: Path) -> None:
+    (tmp_path / "gate.dot").write_text(
+        "digraph g { start [shape=Mdiamond]; exit [shape=Msquare]\n"
+        '  ask [shape=hexagon, label="Go?"]; start -> ask; ask -> exit [label="[Y] Yes"] }\n'
+    )
+    result = orchestra("run", "gate.dot", "--store", "team.db", cwd=tmp_path)
+    clean(result, "continue with:  orchestra resume 1 --store team.db")

@@ -175,8 +175,7 @@ class TestKilledRunResumes:
         after_crash, uninterrupted = status(crashed, session), status(clean, run_clean(clean))
         assert after_crash["completed_nodes"] == uninterrupted["completed_nodes"]
         assert after_crash["node_outcomes"] == uninterrupted["node_outcomes"]
-        checkpoint = json.loads(
-            (crashed / ".orchestra" / "runs" / session / "checkpoint.json").read_text()
-        )
+        run_dir = Path(after_crash["logs_root"])  # on CXDB, named after the server too
+        checkpoint = json.loads((run_dir / "checkpoint.json").read_text())
         results = {r["id"]: r["outcome"] for r in checkpoint["context"]["parallel.results"]}
         assert results == {"a": "success", "b": "success", "c": "success"}
