@@ -3,11 +3,14 @@ behind (issue 15, fault 4)."""
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from orchestra.store.embedded import EmbeddedStore
 
 ORCHESTRA = str(Path(sys.executable).with_name("orchestra"))
 PIPELINE = """digraph g { start [shape=Mdiamond]; exit [shape=Msquare]
@@ -126,3 +129,47 @@ def test_a_resume_hint_names_the_store_it_needs(tmp_path: Path) -> None:
     )
     result = orchestra("run", "gate.dot", "--store", "team.db", cwd=tmp_path)
     clean(result, "continue with:  orchestra resume 1 --store team.db")
+
+
+class FullDisk:
+    """A stage whose first try finds the disk full (as writing its files would)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def execute(self, node: object, context: object, graph: object, stage: object) -> object:
+        from orchestra.outcome import Outcome
+
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return Outcome.success("written")
+
+
+async def test_a_full_disk_stops_the_run_and_resume_runs_the_stage_again(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    """Issue 15, fault 2: no room is the machine's fault, not the stage's: nothing is
+    recorded as its outcome, the run stops (resumable), and resume runs it again."""
+    from orchestra.engine.session import load_session
+    from orchestra.errors import RunDirectoryError
+    from orchestra.pipeline import Pipeline, resume
+
+    source = (
+        "digraph g { start [shape=Mdiamond]; exit [shape=Msquare]\n"
+        '  write [type="full_disk"]; start -> write -> exit }\n'
+    )
+    stage = FullDisk()
+    pipeline = Pipeline.load(
+        source, store=store, handlers={"full_disk": stage}, logs_root=tmp_path / "run"
+    )
+    with pytest.raises(RunDirectoryError, match="make room, then resume"):
+        await pipeline.run()
+    assert pipeline.session_id is not None
+    state = await load_session(store, pipeline.session_id)
+    assert "write" not in state.node_outcomes
+    assert state.ended == "interrupted"
+
+    resumed = await resume(pipeline.session_id, store=store, handlers={"full_disk": stage})
+    assert resumed.succeeded
+    assert stage.calls == 2

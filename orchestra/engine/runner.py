@@ -8,6 +8,7 @@ loses at most the node that was running, and a node that completed never runs ag
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -23,7 +24,7 @@ from orchestra.engine.retry import RetryPolicy, policy_for
 from orchestra.engine.routing import select_edge
 from orchestra.engine.session import SessionRecorder, SessionState
 from orchestra.engine.usage import add_usage, node_usage, usage_keys
-from orchestra.errors import HumanUnavailable
+from orchestra.errors import HumanUnavailable, RunDirectoryError, SessionTaken, StoreError
 from orchestra.events import (
     CheckpointSaved,
     Event,
@@ -47,6 +48,8 @@ __all__ = ["RunResult", "Runner"]
 _NO_RETRY = frozenset({"start", "exit", "conditional"})
 #: handler types that apply a node's ``timeout`` themselves (a gate then takes its default)
 _OWN_TIMEOUT = frozenset({"wait.human"})
+#: a write that failed for want of room or permission on the machine: no stage's fault
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 #: what the runner records of a node's failed attempts, to go on from after a crash
 _ATTEMPTS = "attempts"
 
@@ -345,8 +348,16 @@ class Runner:
                 result = Outcome.fail(f"timed out after {node.timeout}")
             except TerminalError as err:
                 result, terminal = err.outcome or Outcome.fail(str(err)), True
-            except (anyio.get_cancelled_exc_class(), HumanUnavailable):
+            except (anyio.get_cancelled_exc_class(), HumanUnavailable, StoreError, SessionTaken):
                 raise  # the run stops here, resumable; the node has not failed
+            except OSError as err:
+                if err.errno not in _NO_ROOM:
+                    result = Outcome.fail(f"{type(err).__name__}: {err}")
+                else:  # the machine, not the stage: stop, record nothing, re-run on resume
+                    raise RunDirectoryError(
+                        f"node '{node.id}' could not write its files ({err.strerror or err}); "
+                        "nothing of it was recorded: make room, then resume"
+                    ) from err
             except Exception as err:  # a handler's bug must not crash the run (§4.12)
                 result = Outcome.fail(f"{type(err).__name__}: {err}")
             if result is None:
