@@ -11,15 +11,25 @@ import contextlib
 import math
 import os
 import signal
+import socket
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import attrs
 
-__all__ = ["KILL_GRACE", "Finished", "collect", "run_in_group", "signal_group", "terminate"]
+__all__ = [
+    "KILL_GRACE",
+    "Finished",
+    "collect",
+    "end_group",
+    "group_identity",
+    "run_in_group",
+    "signal_group",
+    "terminate",
+]
 
 #: seconds between SIGTERM and SIGKILL
 KILL_GRACE = 2.0
@@ -72,6 +82,7 @@ async def run_in_group(
     cwd: Path | None = None,
     stdin: bytes | None = None,
     timeout: float | None = None,
+    on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> Finished:
     """Run ``argv`` in a new process group to its end, its output going to the sinks as it
     arrives; ``stdin`` is written to it (a command that exits without reading it is fine),
@@ -81,7 +92,8 @@ async def run_in_group(
     When the command exits, whatever it left running in its group is killed, and the pipes
     are read for at most the grace period more (a process that left the group may hold
     them open). Cancelled, the group is killed before this returns. An ``OSError`` from
-    starting the process (no such program) is raised as it is.
+    starting the process (no such program) is raised as it is. ``on_start(pid)`` is awaited
+    once the process runs (to record its group, say), before anything else.
     """
     # Shielded: cancelled half-way through starting, the process would run on with no one
     # left to kill it. Once started, cancellation reaches the cleanup below.
@@ -94,6 +106,8 @@ async def run_in_group(
             start_new_session=True,  # its own process group, killed as one
         )
     try:
+        if on_start is not None:
+            await on_start(process.pid)
         async with anyio.create_task_group() as group:
             if stdin is not None:
                 group.start_soon(_feed, process.stdin, stdin)
@@ -133,3 +147,50 @@ async def _pump(stream: anyio.abc.ByteReceiveStream | None, sink: Sink) -> None:
         return
     async for chunk in stream:
         sink(chunk)
+
+
+def group_identity(pid: int) -> dict[str, object]:
+    """What tells this process group from a later one with the same id: host, boot and
+    the leader's start time (Linux; elsewhere the pid and host alone)."""
+    return {
+        "pgid": pid,
+        "host": socket.gethostname(),
+        "boot": _boot_id(),
+        "start": _start_time(pid),
+    }
+
+
+def end_group(identity: Mapping[str, object]) -> bool:
+    """SIGKILL the process group ``identity`` names if it still runs here (a stage's
+    command left behind by a killed runner); True when it did."""
+    try:
+        pgid = int(str(identity.get("pgid")))
+    except ValueError:
+        return False
+    if identity.get("host") != socket.gethostname() or identity.get("boot") != _boot_id():
+        return False
+    start = identity.get("start")
+    if start is not None and _start_time(pgid) != start:
+        return False  # the id went to another process since
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return int(fields[19]) if len(fields) > 19 else None

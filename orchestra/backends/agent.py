@@ -595,8 +595,8 @@ def describe_record(kind: str, entries: Mapping[str, Any]) -> str | None:
             + " ".join(str(data.get("text") or "").split())[:40]
             for data in entries.values()
         )
-    if kind == "question":
-        return None  # the answer's turn says it
+    if kind in ("question", "process"):
+        return None  # the answer's turn says it; a tool's process group is bookkeeping
     return f"{kind} ({len(entries)})"
 
 

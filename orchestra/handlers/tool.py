@@ -22,13 +22,15 @@ from orchestra.events import StageActivity
 from orchestra.graph import Graph, Node
 from orchestra.handlers.base import StageRun, TerminalError
 from orchestra.outcome import Outcome, StageStatus
-from orchestra.process import run_in_group
+from orchestra.process import end_group, group_identity, run_in_group
 from orchestra.secrets import filter_environment, passthrough_names, redact, secret_values
 from orchestra.templates import TemplateError, render_shell
 
 __all__ = ["ToolHandler", "read_status_file"]
 
 _OUTPUT_IN_CONTEXT = 64 * 1024
+#: the kind a stage's running process group is recorded under, to end it after a crash
+_GROUP = "process"
 
 
 def read_status_file(path: Path) -> Outcome | None:
@@ -74,6 +76,15 @@ class ToolHandler:
         output_path = stage.stage_dir / "tool_output.txt"
         stdout = bytearray()
         stderr = bytearray()
+        # A command left running by a runner that was killed must not overlap this one.
+        left = stage.recorded.get(_GROUP, {}).get("group")
+        if isinstance(left, dict):
+            end_group(left)
+
+        async def started(pid: int) -> None:
+            if stage.record is not None:
+                await stage.record(_GROUP, {"group": group_identity(pid)})
+
         try:
             finished = await run_in_group(
                 ["/bin/sh", "-c", command],
@@ -81,6 +92,7 @@ class ToolHandler:
                 env=env,
                 stdout=stdout.extend,
                 stderr=stderr.extend,
+                on_start=started,
             )
         except BaseException:
             _write_output(output_path, command, _redacted(stdout), _redacted(stderr), None)
