@@ -79,6 +79,8 @@ def attach_command(session: str, store_path: str | None, as_json: bool, quiet: b
         sys.exit(EXIT_INVALID)
     finally:
         signal.signal(signal.SIGINT, previous)
+        if isinstance(listener, Progress):
+            listener.close()  # a chat's spinner must not draw over what follows
     if not isinstance(last, PipelineCompleted | PipelineFailed):
         click.echo(f"\ndetached from session {session}; the run goes on", err=True)
         sys.exit(EXIT_INTERRUPTED)
