@@ -348,7 +348,13 @@ class Runner:
                 result = Outcome.fail(f"timed out after {node.timeout}")
             except TerminalError as err:
                 result, terminal = err.outcome or Outcome.fail(str(err)), True
-            except (anyio.get_cancelled_exc_class(), HumanUnavailable, StoreError, SessionTaken):
+            except (
+                anyio.get_cancelled_exc_class(),
+                HumanUnavailable,
+                StoreError,
+                SessionTaken,
+                RunDirectoryError,
+            ):
                 raise  # the run stops here, resumable; the node has not failed
             except OSError as err:
                 if err.errno not in _NO_ROOM:
