@@ -204,3 +204,34 @@ class TestDatabaseFaults:
         db.close()
         with pytest.raises(StoreError, match="not Orchestra's state"):
             EmbeddedStore.open_sync(path)
+
+
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Issue 15, fault 8: opening the same new state file from several connections at once
+    (two pipelines started together in a fresh directory) never fails."""
+    import threading
+
+    from orchestra.store.embedded import EmbeddedStore
+
+    for attempt in range(10):
+        path = tmp_path / f"fresh-{attempt}" / "state.db"
+        errors: list[BaseException] = []
+        start = threading.Barrier(6)
+
+        def open_one(
+            path: Path = path,
+            errors: list[BaseException] = errors,
+            start: threading.Barrier = start,
+        ) -> None:
+            start.wait()
+            try:
+                EmbeddedStore.open_sync(path)._db.close()
+            except BaseException as err:
+                errors.append(err)
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []

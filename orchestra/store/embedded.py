@@ -127,10 +127,10 @@ class EmbeddedStore:
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"{target}: cannot open the state database: {err}") from None
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")  # first: another process may be creating it
+            _use_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
             _check_or_create_schema(db, target)
         except sqlite3.OperationalError as err:
             db.close()
@@ -153,12 +153,15 @@ class EmbeddedStore:
             db.close()
             raise
         try:
+            # Waits while it is set up (another process may be creating the store), then
+            # never: the inline path gives way to the writer thread instead of waiting.
             inline = sqlite3.connect(
-                target, check_same_thread=False, isolation_level=None, timeout=0
+                target, check_same_thread=False, isolation_level=None, timeout=5.0
             )
             inline.execute("PRAGMA synchronous=NORMAL")
             inline.execute("PRAGMA foreign_keys=ON")
             inline.execute("PRAGMA wal_autocheckpoint=0")
+            inline.execute("PRAGMA busy_timeout=0")
         except sqlite3.Error as err:
             db.close()
             raise StoreError(f"{target}: cannot open the state database: {err}") from None
@@ -419,13 +422,25 @@ def _checkpoint_wal(db: sqlite3.Connection) -> None:
 
 
 def _check_or_create_schema(db: sqlite3.Connection, path: Path) -> None:
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = _tables(db)
     if not tables:
-        db.executescript(_SCHEMA)
-        db.execute(
-            "INSERT INTO meta VALUES ('schema', ?), ('version', ?)", (SCHEMA_ID, SCHEMA_VERSION)
-        )
-        return
+        # In one write transaction, so that processes creating the same new store at once
+        # take turns: the second finds the tables and the marker the first made.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('version', ?)",
+                (SCHEMA_ID, SCHEMA_VERSION),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        tables = _tables(db)
     marker: dict[str, Any] = {}
     if "meta" in tables:
         marker = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -439,6 +454,25 @@ def _check_or_create_schema(db: sqlite3.Connection, path: Path) -> None:
             f"{path}: holds Orchestra state version {marker.get('version')}, "
             f"this Orchestra reads version {SCHEMA_VERSION}"
         )
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """WAL mode. Switching a new file to it takes a lock that SQLite does not wait for,
+    so when several processes open a new store at once the losers try again a moment later
+    (for up to the busy timeout)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def _check_id(value: int, what: str, path: object) -> None:
