@@ -202,8 +202,11 @@ class Pipeline:
         """Run the pipeline as a new session; returns when it ends. Without a ``store`` given
         to ``load``, the run opens the configured one (``orchestra.store.location``) and
         closes it at the end."""
-        async with _given_or_configured(self._store) as store:
-            return await self._run(store, on_event)
+        try:
+            async with _given_or_configured(self._store) as store:
+                return await self._run(store, on_event)
+        finally:
+            self.bus.close()  # events() ends however the run did, even before it began
 
     async def _run(self, store: Store, on_event: EventCallback | None) -> RunResult:
         # A run directory or a repository that cannot be used stops the run before a

@@ -173,3 +173,31 @@ async def test_a_full_disk_stops_the_run_and_resume_runs_the_stage_again(
     resumed = await resume(pipeline.session_id, store=store, handlers={"full_disk": stage})
     assert resumed.succeeded
     assert stage.calls == 2
+
+
+async def test_events_end_when_a_run_fails_before_it_begins(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    """Issue 15, fault 8: the iterator of ``events()`` ends when ``run`` fails early (here
+    its run directory cannot be made), instead of waiting forever."""
+    import anyio
+
+    from orchestra.errors import RunDirectoryError
+    from orchestra.pipeline import Pipeline
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    pipeline = Pipeline.load(PIPELINE, store=store, logs_root=blocker / "run")
+    seen: list[object] = []
+    events = pipeline.events()  # subscribed here, before the run starts
+
+    async def read() -> None:
+        async for event in events:
+            seen.append(event)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(read)
+            with pytest.raises(RunDirectoryError):
+                await pipeline.run()
+    assert seen == []
