@@ -8,6 +8,7 @@ services without importing the engine.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -187,13 +188,15 @@ class StageRun:
         """The names a prompt, ``tool_command`` or ``workspace=`` template of ``node_id``
         sees besides the context: ``node_id``, ``run_dir`` (the run directory),
         ``pipeline_dir`` (the DOT file's directory; the working directory for a pipeline
-        given as text), then the run variables, which win."""
+        given as text), ``python`` (the interpreter Orchestra runs on, with its libraries),
+        then the run variables, which win."""
         path = self.graph.path if self.graph is not None else None
         pipeline_dir = Path(path).resolve().parent if path else Path.cwd()
         return {
             "node_id": node_id,
             "run_dir": str(self.logs_root.resolve()),
             "pipeline_dir": str(pipeline_dir),
+            "python": sys.executable,
             **self.variables,
         }
 
