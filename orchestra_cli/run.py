@@ -61,12 +61,36 @@ def _parse_variables(pairs: tuple[str, ...]) -> dict[str, str]:
     return variables
 
 
-_multi_line = click.option(
-    "--multi-line",
+_auto_approve = click.option(
+    "--auto-approve",
     is_flag=True,
-    help="In a chat with an agent, Enter starts a new line and Alt+Enter (or Esc Enter) "
-    "sends, so pasted code keeps its lines.",
+    help="Answer every human gate with its first choice and end every chat at once (/done), "
+    "for CI and demos.",
 )
+
+
+def _answering(command: Callable[..., None]) -> Callable[..., None]:
+    """How questions are answered (run, resume): --auto-approve, --wait-for-answers,
+    --multi-line."""
+    for option in reversed(
+        (
+            _auto_approve,
+            click.option(
+                "--wait-for-answers",
+                is_flag=True,
+                help="Wait at each human gate and chat for `orchestra answer SESSION` (from "
+                "any terminal sharing the store) instead of asking here.",
+            ),
+            click.option(
+                "--multi-line",
+                is_flag=True,
+                help="In a chat with an agent, Enter starts a new line and Alt+Enter (or Esc "
+                "Enter) sends, so pasted code keeps its lines.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
 
 
 def _interviewer(
@@ -219,19 +243,7 @@ Examples:
 @click.command("run", epilog=_RUN_EXAMPLES)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.argument("variables", nargs=-1)
-@click.option(
-    "--auto-approve",
-    is_flag=True,
-    help="Answer every human gate with its first choice and end every chat at once (/done), "
-    "for CI and demos.",
-)
-@click.option(
-    "--wait-for-answers",
-    is_flag=True,
-    help="Wait at each human gate and chat for `orchestra answer SESSION` (from any "
-    "terminal sharing the store) instead of asking here.",
-)
-@_multi_line
+@_answering
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
 @click.option(
     "--logs-root",
@@ -332,18 +344,7 @@ def run_command(
     help="Resume even though the pipeline's DOT file changed since the run began.",
 )
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
-@click.option(
-    "--auto-approve",
-    is_flag=True,
-    help="Answer every human gate with its first choice and end every chat at once (/done).",
-)
-@click.option(
-    "--wait-for-answers",
-    is_flag=True,
-    help="Wait at each human gate and chat for `orchestra answer SESSION` (from any "
-    "terminal sharing the store) instead of asking here.",
-)
-@_multi_line
+@_answering
 @click.option("--store", "store_path", metavar="PATH|URL", help=_STORE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
@@ -411,7 +412,7 @@ def resume_command(
     help="Replay even though the pipeline's DOT file changed since the session began.",
 )
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_BACKEND_HELP)
-@click.option("--auto-approve", is_flag=True, help="Answer every human gate with its first choice.")
+@_auto_approve
 @click.option(
     "--logs-root",
     type=click.Path(file_okay=False, path_type=Path),

@@ -270,26 +270,7 @@ class AgentBackend:
         self, node: Node, prompt: str, context: Context, stage: StageRun
     ) -> str | Outcome | StageReply:
         call = prepare_call(self.config, node, prompt, context, stage)
-        session, recorder = self._session(node, stage, context, call)
-        history, known, earlier = recorder.recorded()
-        opening = self.threads.opening(node, call.user, context, stage)
-        try:
-            if history:  # resumed mid-node: continue the recorded conversation
-                session.history = history
-                result = await session.run(None, known_results=known)
-            else:
-                session.history = list(opening.messages)
-                write_opening(stage, opening)
-                await recorder.flush()
-                result = await session.run(None)
-        except LLMError as err:
-            return outcome_for_error(err, call)
-        await recorder.flush()
-        self.threads.keep(opening, node, stage, session.history)
-        spent = earlier + Spent(
-            result.usage, result.model_calls, result.tool_calls, result.files_written
-        )
-        return self._outcome(node, result, call, spent)
+        return await self._converse(node, call, context, stage, ())
 
     async def chat(
         self, node: Node, prompt: str, context: Context, stage: StageRun, lines: Sequence[ChatLine]
@@ -298,23 +279,36 @@ class AgentBackend:
         earlier reply's messages, tool calls included, as recorded), the person's last
         message, then the tool loop until the agent answers. Usage is this reply's own."""
         call = prepare_call(self.config, node, prompt, context, stage, contract=CHAT_CONTRACT)
+        return await self._converse(node, call, context, stage, lines)
+
+    async def _converse(
+        self,
+        node: Node,
+        call: PreparedCall,
+        context: Context,
+        stage: StageRun,
+        lines: Sequence[ChatLine],
+    ) -> Outcome | StageReply:
+        """The tool loop of this call: from the opening (a node's one call, a chat's first
+        reply), from the chat so far and the person's last message (a later reply), or
+        on from what this call recorded before a crash, without calling its tools again."""
         session, recorder = self._session(node, stage, context, call)
-        before = recorder.earlier_replies()
+        before = recorder.earlier_replies() if stage.call > 1 else []
         if stage.call > 1 and not before:  # nothing recorded (no store): from the lines
             before = chat_messages((Message.user(call.user),), lines[:-1])
         recorder.saved = len(before)
         mine, known, earlier = recorder.recorded()
         opening = self.threads.opening(node, call.user, context, stage)
         try:
-            if mine:  # resumed mid-reply
+            if mine:  # resumed mid-call
                 session.history = [*before, *mine]
                 result = await session.run(None, known_results=known)
             else:
-                if stage.call == 1:
+                if stage.call > 1:  # the person's message, durable before the model is asked
+                    session.history = [*before, Message.user(lines[-1].text)]
+                else:
                     session.history = list(opening.messages)
                     write_opening(stage, opening)
-                else:  # the person's message, durable before the model is asked
-                    session.history = [*before, Message.user(lines[-1].text)]
                 await recorder.flush()
                 result = await session.run(None)
         except LLMError as err:

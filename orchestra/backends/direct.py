@@ -15,6 +15,7 @@ import attrs
 
 from orchestra.agent.session import CONTINUE
 from orchestra.backends.agent import (
+    PreparedCall,
     Spent,
     answer_outcome,
     max_tokens,
@@ -72,38 +73,16 @@ class DirectBackend:
         self, node: Node, prompt: str, context: Context, stage: StageRun
     ) -> str | Outcome | StageReply:
         call = prepare_call(self.config, node, prompt, context, stage)
-        key = stage.key
-        recorded = stage.recorded.get(_ANSWER, {}).get(key)
-        if recorded is not None:
-            message = message_from_data(recorded["message"])
-            usage = usage_from_data(recorded.get("usage") or {})
-        else:
+        recorded = stage.recorded.get(_ANSWER, {}).get(stage.key)
+        if recorded is None:
             opening = self.threads.opening(node, call.user, context, stage)
             write_opening(stage, opening)
-            request = Request(
-                model=call.model,
-                messages=(Message.system(call.system), *opening.messages),
-                provider=call.provider,
-                reasoning_effort=call.reasoning_effort,
-                max_tokens=max_tokens(node),
-            )
-            try:
-                message, usage, complete = await self._complete(node, request)
-            except LLMError as err:
-                return outcome_for_error(err, call)
-            if not complete:
-                spent = Spent(usage, model_calls=1)
-                return truncated_outcome(node, usage_updates(node.id, call, spent, self.prices))
-            self.threads.keep(opening, node, stage, (*opening.messages, message))
-            if stage.record is not None:
-                await stage.record(
-                    _ANSWER,
-                    {key: {"message": message_to_data(message), "usage": usage_to_data(usage)}},
-                )
-        spent = Spent(usage, model_calls=1)
-        return answer_outcome(
-            node.id, message.text, usage_updates(node.id, call, spent, self.prices)
-        )
+            asked = await self._ask(node, call, opening.messages)
+            if isinstance(asked, Outcome):
+                return asked
+            self.threads.keep(opening, node, stage, (*opening.messages, asked["message"]))
+            recorded = await self._record(stage, asked)
+        return self._reply(node, call, recorded)
 
     async def chat(
         self, node: Node, prompt: str, context: Context, stage: StageRun, lines: Sequence[ChatLine]
@@ -113,10 +92,7 @@ class DirectBackend:
         call = prepare_call(self.config, node, prompt, context, stage, contract=CHAT_CONTRACT)
         answers = stage.recorded.get(_ANSWER, {})
         recorded = answers.get(stage.key)
-        if recorded is not None:
-            message = message_from_data(recorded["message"])
-            usage = usage_from_data(recorded.get("usage") or {})
-        else:
+        if recorded is None:
             first = answers.get(f"{stage.visit}.1") if stage.call > 1 else None
             if first is not None and first.get("opening"):
                 opening = [message_from_data(m) for m in first["opening"]]
@@ -126,38 +102,61 @@ class DirectBackend:
                 begun = self.threads.opening(node, call.user, context, stage)
                 write_opening(stage, begun)
                 opening = list(begun.messages)
-            messages = self._conversation(opening, lines, stage, answers)
-            request = Request(
-                model=call.model,
-                messages=(Message.system(call.system), *messages),
-                provider=call.provider,
-                reasoning_effort=call.reasoning_effort,
-                max_tokens=max_tokens(node),
-            )
-            try:
-                message, usage, complete = await self._complete(node, request)
-            except LLMError as err:
-                return outcome_for_error(err, call)
-            if not complete:
-                spent = Spent(usage, model_calls=1)
-                return truncated_outcome(node, usage_updates(node.id, call, spent, self.prices))
-            entry: dict[str, Any] = {
-                "message": message_to_data(message),
-                "usage": usage_to_data(usage),
-            }
+            asked = await self._ask(node, call, self._conversation(opening, lines, stage, answers))
+            if isinstance(asked, Outcome):
+                return asked
             if stage.call == 1:
-                entry["opening"] = [message_to_data(m) for m in opening]
-            if stage.record is not None:
-                await stage.record(_ANSWER, {stage.key: entry})
-        spent = Spent(usage, model_calls=1)
+                asked["opening"] = opening
+            recorded = await self._record(stage, asked)
+        return self._reply(node, call, recorded)
+
+    async def _ask(
+        self, node: Node, call: PreparedCall, messages: Sequence[Message]
+    ) -> dict[str, Any] | Outcome:
+        """The model's whole answer to ``messages`` (``message``, ``usage``, ``calls``), or
+        the outcome when it could not be had or stayed cut off."""
+        request = Request(
+            model=call.model,
+            messages=(Message.system(call.system), *messages),
+            provider=call.provider,
+            reasoning_effort=call.reasoning_effort,
+            max_tokens=max_tokens(node),
+        )
+        try:
+            message, usage, calls, complete = await self._complete(node, request)
+        except LLMError as err:
+            return outcome_for_error(err, call)
+        if not complete:
+            spent = Spent(usage, model_calls=calls)
+            return truncated_outcome(node, usage_updates(node.id, call, spent, self.prices))
+        return {"message": message, "usage": usage, "calls": calls}
+
+    @staticmethod
+    async def _record(stage: StageRun, asked: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep an answer for this call, so that it is not asked for again after a crash."""
+        entry: dict[str, Any] = {
+            "message": message_to_data(asked["message"]),
+            "usage": usage_to_data(asked["usage"]),
+            "calls": asked["calls"],
+        }
+        if "opening" in asked:
+            entry["opening"] = [message_to_data(m) for m in asked["opening"]]
+        if stage.record is not None:
+            await stage.record(_ANSWER, {stage.key: entry})
+        return entry
+
+    def _reply(self, node: Node, call: PreparedCall, recorded: Mapping[str, Any]) -> StageReply:
+        message = message_from_data(recorded["message"])
+        usage = usage_from_data(recorded.get("usage") or {})
+        spent = Spent(usage, model_calls=int(recorded.get("calls") or 1))
         return answer_outcome(
             node.id, message.text, usage_updates(node.id, call, spent, self.prices)
         )
 
-    async def _complete(self, node: Node, request: Request) -> tuple[Message, Usage, bool]:
+    async def _complete(self, node: Node, request: Request) -> tuple[Message, Usage, int, bool]:
         """The model's answer to ``request``, whole: an answer cut off at the output limit
         is continued (``agent.on_truncation``, at most three times) and joined; False when
-        it stays cut off."""
+        it stays cut off. Also the number of model calls it took."""
         parts: list[str] = []
         usage = Usage()
         continuing = on_truncation(node) == "continue"
@@ -166,11 +165,12 @@ class DirectBackend:
             usage = usage + response.usage
             if response.finish_reason.reason != "length" or response.tool_calls:
                 if not parts:
-                    return response.message, usage, True
-                return Message.assistant("".join([*parts, response.text])), usage, True
+                    return response.message, usage, 1, True
+                joined = Message.assistant("".join([*parts, response.text]))
+                return joined, usage, len(parts) + 1, True
             parts.append(response.text)
             if not continuing or len(parts) > _CONTINUATIONS:
-                return Message.assistant("".join(parts)), usage, False
+                return Message.assistant("".join(parts)), usage, len(parts), False
             messages = (*request.messages, response.message, Message.user(CONTINUE))
             request = attrs.evolve(request, messages=messages)
 
